@@ -1,0 +1,1 @@
+"""PyTorch implementations; mirrors ``companion.tensorflow`` file for file."""
