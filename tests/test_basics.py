@@ -12,7 +12,10 @@ X = np.random.default_rng(0).random((16, 784), dtype=np.float32)
 
 
 def _as_list(outputs):
-    return [np.asarray(o.detach() if hasattr(o, "detach") else o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+    return [
+        np.asarray(o.detach() if hasattr(o, "detach") else o)
+        for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
+    ]
 
 
 @pytest.mark.parametrize("builder", ["tiny_sequential", "tiny_functional", "two_output_functional"])

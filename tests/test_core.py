@@ -39,6 +39,7 @@ def test_framework_subpackages_mirror_each_other():
     for name in sorted(tf_files - {"__init__.py"}):
         tf_names = _public_names(PACKAGE / "tensorflow" / name)
         torch_names = _public_names(PACKAGE / "torch" / name)
+
         # Every function a chapter calls on one side exists on the other. Allowed to differ:
         # class names (nn.Module subclasses) and idioms named after their framework.
         def shared(names, own):
@@ -61,7 +62,9 @@ def test_subpackages_never_import_each_other():
     for side, other in [("tensorflow", "torch"), ("torch", "tensorflow")]:
         for path in (PACKAGE / side).glob("*.py"):
             imported = _imported_modules(path)
-            assert not any(m == f"companion.{other}" or m.startswith(f"companion.{other}.") for m in imported), path
+            assert not any(
+                m == f"companion.{other}" or m.startswith(f"companion.{other}.") for m in imported
+            ), path
             assert other not in {m.split(".")[0] for m in imported}, path
 
 
@@ -109,7 +112,9 @@ def test_training_gif_has_one_upscaled_frame_per_epoch(tmp_path):
 
 
 def test_loss_curves_draw_every_series():
-    fig = plots.loss_curves({"TensorFlow": {"train": [3, 2, 1], "val": [3, 2, 2]}, "PyTorch": {"train": [3, 2, 1]}})
+    fig = plots.loss_curves(
+        {"TensorFlow": {"train": [3, 2, 1], "val": [3, 2, 2]}, "PyTorch": {"train": [3, 2, 1]}}
+    )
     assert len(fig.axes[0].lines) == 3
     import matplotlib.pyplot as plt
 
