@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import companion.tensorflow  # noqa: F401  # first: Keras on TensorFlow, start-up log silenced
+
+# isort: split
 import keras
 import numpy as np
 import torch

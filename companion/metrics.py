@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -37,7 +39,13 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # handled below
+        root = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():
+            # Singular covariances (dead features, a collapsed generator): add a small ridge.
+            ridge = np.eye(len(cov_a)) * 1e-6
+            root = linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))
     if np.iscomplexobj(root):
         root = root.real  # tiny imaginary parts come from round-off
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))

@@ -1,0 +1,528 @@
+"""Chapter 4: the GAN min-max game in TensorFlow / Keras 3 -- an MLP GAN for MNIST and a 1-d toy GAN.
+
+``companion.torch.gan`` mirrors this module name for name with the same hyperparameters.
+
+The MNIST recipe: noise 128 -> 256 -> 784 pixels (sigmoid, in [0, 1]) for the generator,
+784 -> 256 -> 1 logit for the discriminator, Adam (lr 2e-4, beta_1 0.5), batches of 100.
+Losses are computed from logits (``sigmoid_cross_entropy_with_logits``), never as ``log(sigmoid)``,
+so a confident discriminator gives a large finite loss instead of ``log(0) = -inf``.
+
+Freezing, the ``GradientTape`` way: each step differentiates its loss with respect to one
+network's ``trainable_variables`` only and applies those gradients with that network's own
+optimiser, so the other network cannot move. The old Keras idiom (a combined model compiled
+after ``discriminator.trainable = False``) is here too, as :func:`train_gan_keras_idiom`, because
+Keras 3 reads ``trainable`` at a different moment than the Keras 2 code it comes from assumed
+(chapter 4 measures what happens). It has no PyTorch counterpart.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from companion import toy
+from companion.noise import sample_latent
+from companion.progress import batches, epoch_line, should_log
+from companion.validation import check_images, check_positive
+
+NOISE_DIM, HIDDEN, IMAGE_DIM = 128, 256, 784
+LEARNING_RATE, BETA_1, EPSILON = 2e-4, 0.5, 1e-7  # beta_1 0.5: less momentum, a calmer alternating game
+BATCH_SIZE = 100
+LEAKY_SLOPE = 0.2
+VARIANTS = ("non_saturating", "saturating")
+TOY_HIDDEN, TOY_BATCH_SIZE = 32, 256
+TOY_D_LEARNING_RATE = 1e-2  # fitting D with G fixed: fast, then a tenth of it to settle
+TOY_GAN_LEARNING_RATE = 2e-3
+
+
+class GanDivergedError(RuntimeError):
+    """A loss became NaN or infinite: training stopped instead of producing garbage."""
+
+
+# --------------------------------------------------------------------------- models
+
+
+def build_generator(noise_dim: int = NOISE_DIM, hidden: int = HIDDEN) -> keras.Model:
+    """The MNIST generator: noise (N, noise_dim) -> Dense(hidden) -> LeakyReLU(0.2) -> Dense(784) -> sigmoid."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(noise_dim,)),
+            keras.layers.Dense(hidden, name="hidden"),
+            keras.layers.LeakyReLU(LEAKY_SLOPE),
+            keras.layers.Dense(IMAGE_DIM, activation="sigmoid", name="pixels"),
+        ],
+        name="generator",
+    )
+
+
+def build_discriminator(hidden: int = HIDDEN) -> keras.Model:
+    """The MNIST discriminator: flat images (N, 784) -> Dense(hidden) -> LeakyReLU(0.2) -> one logit (N, 1)."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(IMAGE_DIM,)),
+            keras.layers.Dense(hidden, name="hidden"),
+            keras.layers.LeakyReLU(LEAKY_SLOPE),
+            keras.layers.Dense(1, name="logit"),
+        ],
+        name="discriminator",
+    )
+
+
+def _adam(learning_rate: float, model: keras.Model) -> keras.optimizers.Adam:
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=BETA_1, beta_2=0.999, epsilon=EPSILON)
+    optimizer.build(model.trainable_variables)  # create the slots now, outside any tf.function
+    return optimizer
+
+
+def make_optimizers(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    learning_rate: float = LEARNING_RATE,
+    d_learning_rate: float | None = None,
+) -> tuple[keras.optimizers.Adam, keras.optimizers.Adam]:
+    """One Adam per network, ``(g_optimizer, d_optimizer)``: each only ever updates its own variables.
+
+    ``d_learning_rate`` (default: ``learning_rate``) lets the discriminator learn at another pace.
+    """
+    d_learning_rate = learning_rate if d_learning_rate is None else d_learning_rate
+    check_positive("learning_rate", learning_rate)
+    check_positive("d_learning_rate", d_learning_rate)
+    return _adam(learning_rate, generator), _adam(d_learning_rate, discriminator)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _bce(logits: tf.Tensor, label: float) -> tf.Tensor:
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), label), logits))
+
+
+def discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+    """``BCE(real, 1) + BCE(fake, 0)`` from logits, each a batch mean: ``-V(D, G)`` on this batch.
+
+    D minimises it, i.e. ascends ``V = E[log D(x)] + E[log(1 - D(G(z)))]``; log 4 when D says 0.5 everywhere.
+    """
+    return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+
+
+def generator_loss(fake_logits: tf.Tensor, variant: str = "non_saturating") -> tf.Tensor:
+    """The generator's loss on D's logits for fakes, a batch mean.
+
+    ``"saturating"``: ``E[log(1 - D(G(z)))]``, the term of V that G descends (``= -softplus(logit)``).
+    ``"non_saturating"``: ``-E[log D(G(z))]``, i.e. G *maximises* ``log D(G(z))`` (``= softplus(-logit)``).
+    """
+    if variant == "non_saturating":
+        return _bce(fake_logits, 1.0)
+    if variant == "saturating":
+        return -_bce(fake_logits, 0.0)
+    raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+# --------------------------------------------------------------------------- one step of the game
+
+
+@tf.function
+def discriminator_step(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    d_optimizer: keras.optimizers.Optimizer,
+    real: tf.Tensor,
+    noise: tf.Tensor,
+) -> dict[str, tf.Tensor]:
+    """One update of D with G frozen; returns ``d_loss``, ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))."""
+    fake = generator(noise, training=True)  # outside the tape: no gradient can reach G
+    with tf.GradientTape() as tape:
+        real_logits = discriminator(real, training=True)
+        fake_logits = discriminator(fake, training=True)
+        loss = discriminator_loss(real_logits, fake_logits)
+    grads = tape.gradient(loss, discriminator.trainable_variables)
+    d_optimizer.apply_gradients(zip(grads, discriminator.trainable_variables))
+    return {
+        "d_loss": loss,
+        "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
+        "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
+    }
+
+
+@tf.function
+def generator_step(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    g_optimizer: keras.optimizers.Optimizer,
+    noise: tf.Tensor,
+    variant: str = "non_saturating",
+) -> dict[str, tf.Tensor]:
+    """One update of G with D frozen: the gradient is taken with respect to G's variables only."""
+    with tf.GradientTape() as tape:
+        loss = generator_loss(discriminator(generator(noise, training=True), training=True), variant)
+    grads = tape.gradient(loss, generator.trainable_variables)
+    g_optimizer.apply_gradients(zip(grads, generator.trainable_variables))
+    return {"g_loss": loss}
+
+
+def train_step(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    g_optimizer: keras.optimizers.Optimizer,
+    d_optimizer: keras.optimizers.Optimizer,
+    real: tf.Tensor,
+    d_noise: tf.Tensor,
+    g_noise: tf.Tensor,
+    variant: str = "non_saturating",
+) -> dict[str, tf.Tensor]:
+    """One round of the game: a D step on ``real`` and ``G(d_noise)``, then a G step on ``G(g_noise)``.
+
+    Returns 0-d tensors ``d_loss``, ``g_loss``, ``d_real``, ``d_fake`` (D's mean outputs during its step).
+    """
+    metrics = dict(discriminator_step(generator, discriminator, d_optimizer, real, d_noise))
+    metrics.update(generator_step(generator, discriminator, g_optimizer, g_noise, variant))
+    return metrics
+
+
+# --------------------------------------------------------------------------- the training loop
+
+
+@dataclass
+class GanRun:
+    """What :func:`train_gan` returns.
+
+    ``history`` has per-epoch means of ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)) and
+    ``d_fake`` (mean D(G(z))); ``samples`` maps an epoch (0 = before training) to
+    generator outputs for the fixed noise, flat (n, 784) in [0, 1].
+    """
+
+    generator: keras.Model
+    discriminator: keras.Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[int, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:
+    """Raise :class:`GanDivergedError` when a loss is NaN or infinite."""
+    bad = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+    if bad:
+        raise GanDivergedError(
+            f"training diverged at epoch {epoch}, step {step}: "
+            + ", ".join(f"{k}={v}" for k, v in bad.items())
+            + ". Lower the learning rate, check the images lie in [0, 1], and check no weight is NaN."
+        )
+
+
+def generate(generator: keras.Model, noise: np.ndarray) -> np.ndarray:
+    """Generator outputs for NumPy noise (N, noise_dim) as a NumPy array (N, 784) in [0, 1]."""
+    return generator(tf.convert_to_tensor(noise, tf.float32), training=False).numpy()
+
+
+def discriminate(discriminator: keras.Model, x: np.ndarray) -> np.ndarray:
+    """D(x) = sigmoid(logit) for a NumPy batch (images (N, 784) or toy points (N, 1)); returns (N,)."""
+    logits = discriminator(tf.convert_to_tensor(x, tf.float32), training=False)
+    return tf.sigmoid(logits).numpy().reshape(-1)
+
+
+def _check_gan_args(images: np.ndarray, epochs: int, batch_size: int, variant: str) -> np.ndarray:
+    x = check_images(images, name="images", shape=(IMAGE_DIM,))
+    check_positive("epochs", epochs, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if batch_size > len(x):
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(x)} images; pass a smaller batch_size")
+    return x
+
+
+def train_gan(
+    images: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = BATCH_SIZE,
+    variant: str = "non_saturating",
+    learning_rate: float = LEARNING_RATE,
+    d_learning_rate: float | None = None,
+    noise_dim: int = NOISE_DIM,
+    seed: int = 0,
+    fixed_noise: np.ndarray | None = None,
+    sample_every: int = 1,
+    log_every: int = 1,
+    generator: keras.Model | None = None,
+    discriminator: keras.Model | None = None,
+) -> GanRun:
+    """Train the MNIST MLP GAN on flat images (N, 784) in [0, 1]; returns a :class:`GanRun`.
+
+    Shuffling and noise come from NumPy seeded by ``seed`` (the PyTorch side draws the same
+    numbers). ``fixed_noise`` (default 16 vectors from ``seed + 1``) gives the sample grids,
+    stored every ``sample_every`` epochs. ``d_learning_rate`` (default ``learning_rate``) sets the
+    discriminator's own rate. A NaN/inf loss raises :class:`GanDivergedError`.
+    The last incomplete batch of each epoch is dropped so every step sees ``batch_size`` images.
+    """
+    x = _check_gan_args(images, epochs, batch_size, variant)
+    generator = generator or build_generator(noise_dim)
+    discriminator = discriminator or build_discriminator()
+    g_opt, d_opt = make_optimizers(generator, discriminator, learning_rate, d_learning_rate)
+    rng = np.random.default_rng(seed)
+    fixed = sample_latent(16, noise_dim, seed=seed + 1) if fixed_noise is None else fixed_noise
+    run = GanRun(generator, discriminator, {k: [] for k in ("d_loss", "g_loss", "d_real", "d_fake")})
+    run.samples[0] = generate(generator, fixed)
+    steps = len(x) // batch_size
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        tick, order, sums = time.perf_counter(), rng.permutation(len(x)), dict.fromkeys(run.history, 0.0)
+        for step in batches(range(steps), steps, f"epoch {epoch}/{epochs}"):
+            real = tf.convert_to_tensor(x[order[step * batch_size : (step + 1) * batch_size]])
+            d_noise = tf.convert_to_tensor(sample_latent(batch_size, noise_dim, seed=rng))
+            g_noise = tf.convert_to_tensor(sample_latent(batch_size, noise_dim, seed=rng))
+            metrics = train_step(generator, discriminator, g_opt, d_opt, real, d_noise, g_noise, variant)
+            values = {name: float(value) for name, value in metrics.items()}
+            check_finite(values, epoch, step)
+            for name in sums:
+                sums[name] += values[name] / steps
+        for name, value in sums.items():
+            run.history[name].append(value)
+        if epoch % sample_every == 0 or epoch == epochs:
+            run.samples[epoch] = generate(generator, fixed)
+        if should_log(epoch, epochs, log_every):
+            print(epoch_line(epoch, epochs, sums, time.perf_counter() - tick))
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+# --------------------------------------------------------------------------- the old Keras idiom
+
+
+def keras_combined_model(
+    generator: keras.Model, discriminator: keras.Model, learning_rate: float = LEARNING_RATE
+) -> keras.Model:
+    """The Keras 2 blog recipe, line for line: compile D, set ``D.trainable = False``, compile ``D(G(z))``.
+
+    Keras 2 fixed a model's trainable weights when it was *compiled*, so D kept learning through
+    its own ``train_on_batch`` while the combined model left it alone. Keras 3 reads ``trainable``
+    when a model's train function is first traced (its first ``train_on_batch``) and keeps that
+    choice until the next ``compile``; chapter 4 measures what this recipe then does.
+    TensorFlow only: PyTorch freezes with ``detach()`` and one optimiser per network instead.
+    """
+    loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    discriminator.compile(
+        optimizer=keras.optimizers.Adam(learning_rate, beta_1=BETA_1, epsilon=EPSILON), loss=loss
+    )
+    discriminator.trainable = False
+    noise = keras.Input(shape=generator.input_shape[1:])
+    combined = keras.Model(noise, discriminator(generator(noise)), name="combined")
+    combined.compile(
+        optimizer=keras.optimizers.Adam(learning_rate, beta_1=BETA_1, epsilon=EPSILON), loss=loss
+    )
+    return combined
+
+
+def keras_idiom_step(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    combined: keras.Model,
+    real: np.ndarray,
+    d_noise: np.ndarray,
+    g_noise: np.ndarray,
+    toggle: bool = False,
+) -> dict[str, float]:
+    """One round as the blog code wrote it: ``train_on_batch`` on real (label 1), on fakes (label 0),
+    then on the combined model with fakes labelled 1 (the non-saturating generator loss).
+
+    ``toggle=True`` adds the common patch of setting ``discriminator.trainable`` to True before
+    D's calls and to False before the combined call.
+    """
+    n = len(real)
+    fake = generator.predict_on_batch(d_noise)
+    if toggle:
+        discriminator.trainable = True
+    d_real = discriminator.train_on_batch(real, np.ones((n, 1), np.float32))
+    d_fake = discriminator.train_on_batch(fake, np.zeros((n, 1), np.float32))
+    if toggle:
+        discriminator.trainable = False
+    g_loss = combined.train_on_batch(g_noise, np.ones((n, 1), np.float32))
+    return {"d_loss": float(d_real) + float(d_fake), "g_loss": float(g_loss)}
+
+
+def train_gan_keras_idiom(
+    images: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = BATCH_SIZE,
+    learning_rate: float = LEARNING_RATE,
+    noise_dim: int = NOISE_DIM,
+    seed: int = 0,
+    fixed_noise: np.ndarray | None = None,
+    toggle: bool = False,
+    log_every: int = 1,
+    generator: keras.Model | None = None,
+    discriminator: keras.Model | None = None,
+) -> GanRun:
+    """Train with :func:`keras_combined_model` and ``train_on_batch`` (same data order and noise as
+    :func:`train_gan` for the same ``seed``). ``history`` holds per-epoch ``d_loss``, ``g_loss``,
+    ``d_real``/``d_fake`` (D's mean outputs on the last batch of the epoch) and ``d_change``/
+    ``g_change``: the largest absolute change of any D / G weight during the epoch.
+    """
+    x = _check_gan_args(images, epochs, batch_size, "non_saturating")
+    generator = generator or build_generator(noise_dim)
+    discriminator = discriminator or build_discriminator()
+    combined = keras_combined_model(generator, discriminator, learning_rate)
+    rng = np.random.default_rng(seed)
+    fixed = sample_latent(16, noise_dim, seed=seed + 1) if fixed_noise is None else fixed_noise
+    keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_change", "g_change")
+    run = GanRun(generator, discriminator, {k: [] for k in keys})
+    run.samples[0] = generate(generator, fixed)
+    steps = len(x) // batch_size
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        tick, order, sums = time.perf_counter(), rng.permutation(len(x)), {"d_loss": 0.0, "g_loss": 0.0}
+        d_before, g_before = weight_snapshot(discriminator), weight_snapshot(generator)
+        for step in batches(range(steps), steps, f"epoch {epoch}/{epochs}"):
+            real = x[order[step * batch_size : (step + 1) * batch_size]]
+            d_noise = sample_latent(batch_size, noise_dim, seed=rng)
+            g_noise = sample_latent(batch_size, noise_dim, seed=rng)
+            values = keras_idiom_step(generator, discriminator, combined, real, d_noise, g_noise, toggle)
+            check_finite(values, epoch, step)
+            for name in sums:
+                sums[name] += values[name] / steps
+        sums["d_real"] = float(discriminate(discriminator, real).mean())
+        sums["d_fake"] = float(discriminate(discriminator, generate(generator, g_noise)).mean())
+        sums["d_change"] = max_abs_change(d_before, weight_snapshot(discriminator))
+        sums["g_change"] = max_abs_change(g_before, weight_snapshot(generator))
+        for name, value in sums.items():
+            run.history[name].append(value)
+        run.samples[epoch] = generate(generator, fixed)
+        if should_log(epoch, epochs, log_every):
+            print(epoch_line(epoch, epochs, sums, time.perf_counter() - tick))
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def weight_snapshot(model: keras.Model) -> list[np.ndarray]:
+    """Copies of every weight of ``model`` (trainable or not), to compare before and after a step."""
+    return [w.numpy().copy() for w in model.weights]
+
+
+def max_abs_change(before: list[np.ndarray], after: list[np.ndarray]) -> float:
+    """Largest absolute difference between two weight snapshots (0.0 means nothing moved)."""
+    return float(max(np.abs(a - b).max() for a, b in zip(before, after)))
+
+
+# --------------------------------------------------------------------------- the 1-d toy
+
+
+def build_toy_discriminator(hidden: int = TOY_HIDDEN) -> keras.Model:
+    """Points (N, 1) -> logits (N, 1): 1 -> hidden -> hidden -> 1 with tanh, smooth enough to draw D(x)."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(1,)),
+            keras.layers.Dense(hidden, activation="tanh"),
+            keras.layers.Dense(hidden, activation="tanh"),
+            keras.layers.Dense(1),
+        ],
+        name="toy_discriminator",
+    )
+
+
+def build_toy_generator(scale: float = 1.0, shift: float = 0.0) -> keras.Model:
+    """The affine generator ``G(z) = scale * z + shift`` as a 1 -> 1 Dense layer, (N, 1) -> (N, 1)."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(1,)),
+            keras.layers.Dense(
+                1,
+                kernel_initializer=keras.initializers.Constant(scale),
+                bias_initializer=keras.initializers.Constant(shift),
+            ),
+        ],
+        name="toy_generator",
+    )
+
+
+def toy_generator_params(generator: keras.Model) -> tuple[float, float]:
+    """``(scale, shift)`` of the affine toy generator."""
+    kernel, bias = generator.layers[-1].get_weights()
+    return float(kernel.reshape(())), float(bias.reshape(()))
+
+
+def train_toy_discriminator(
+    discriminator: keras.Model,
+    generator: keras.Model,
+    *,
+    steps: int,
+    batch_size: int = TOY_BATCH_SIZE,
+    learning_rate: float = TOY_D_LEARNING_RATE,
+    seed: int = 0,
+) -> list[float]:
+    """Fit D with G held fixed (fresh samples every step); returns the D loss of every step.
+
+    The learning rate drops to a tenth for the last 40% of the steps so D settles near D*.
+    """
+    check_positive("steps", steps, integer=True)
+    optimizer = _adam(learning_rate, discriminator)
+    rng, losses = np.random.default_rng(seed), []
+    for step in range(steps):
+        if step == int(0.6 * steps):
+            optimizer.learning_rate = learning_rate / 10  # a variable: no retracing
+        real = tf.convert_to_tensor(toy.sample_data(batch_size, rng))
+        noise = tf.convert_to_tensor(toy.sample_noise(batch_size, rng))
+        metrics = discriminator_step(generator, discriminator, optimizer, real, noise)
+        losses.append(float(metrics["d_loss"]))
+        check_finite({"d_loss": losses[-1]}, 1, step)
+    return losses
+
+
+def train_toy_gan(
+    discriminator: keras.Model,
+    generator: keras.Model,
+    *,
+    steps: int,
+    batch_size: int = TOY_BATCH_SIZE,
+    learning_rate: float = TOY_GAN_LEARNING_RATE,
+    variant: str = "non_saturating",
+    record_every: int = 50,
+    snapshot_steps: tuple[int, ...] = (),
+    n_snapshot: int = 2000,
+    seed: int = 0,
+) -> dict[str, list]:
+    """Play the 1-d game: alternate one D step and one G step for ``steps`` rounds.
+
+    Returns lists recorded every ``record_every`` rounds (and at 0): ``step``, ``scale``, ``shift``,
+    ``jsd`` (exact, from :mod:`companion.toy`), ``d_real`` and ``d_fake`` (mean D outputs on fresh
+    batches), plus ``snapshots``: ``(step, samples)`` pairs of ``n_snapshot`` generated points
+    (float32 (n,)) at each step listed in ``snapshot_steps``.
+    """
+    check_positive("steps", steps, integer=True)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    g_opt, d_opt = _adam(learning_rate, generator), _adam(learning_rate, discriminator)
+    rng = np.random.default_rng(seed)
+    probe_real, probe_noise = toy.sample_data(2000, seed + 1), toy.sample_noise(2000, seed + 2)
+    snapshot_noise = toy.sample_noise(n_snapshot, seed + 3)
+    history: dict[str, list] = {
+        k: [] for k in ("step", "scale", "shift", "jsd", "d_real", "d_fake", "snapshots")
+    }
+
+    def record(step: int) -> None:
+        scale, shift = toy_generator_params(generator)
+        history["step"].append(step)
+        history["scale"].append(scale)
+        history["shift"].append(shift)
+        history["jsd"].append(toy.toy_jsd(scale, shift) if scale != 0 else float(np.log(2)))
+        history["d_real"].append(float(discriminate(discriminator, probe_real).mean()))
+        history["d_fake"].append(float(discriminate(discriminator, generate(generator, probe_noise)).mean()))
+
+    for step in range(steps + 1):
+        if step in snapshot_steps:
+            history["snapshots"].append((step, generate(generator, snapshot_noise).reshape(-1)))
+        if step % record_every == 0 or step == steps:
+            record(step)
+        if step == steps:
+            break
+        real = tf.convert_to_tensor(toy.sample_data(batch_size, rng))
+        d_noise = tf.convert_to_tensor(toy.sample_noise(batch_size, rng))
+        g_noise = tf.convert_to_tensor(toy.sample_noise(batch_size, rng))
+        values = train_step(generator, discriminator, g_opt, d_opt, real, d_noise, g_noise, variant)
+        check_finite({k: float(v) for k, v in values.items()}, 1, step)
+    return history

@@ -1,0 +1,422 @@
+"""Chapter 4: the GAN min-max game in PyTorch -- an MLP GAN for MNIST and a 1-d toy GAN.
+
+``companion.tensorflow.gan`` mirrors this module name for name with the same hyperparameters.
+
+The MNIST recipe: noise 128 -> 256 -> 784 pixels (sigmoid, in [0, 1]) for the generator,
+784 -> 256 -> 1 logit for the discriminator, Adam (lr 2e-4, beta_1 0.5), batches of 100.
+Losses are computed from logits (``binary_cross_entropy_with_logits``), never as ``log(sigmoid)``,
+so a confident discriminator gives a large finite loss instead of ``log(0) = -inf``.
+
+Freezing, the PyTorch way: the discriminator step feeds ``generator(noise).detach()``, so no
+gradient reaches the generator; the generator step back-propagates through the discriminator
+(filling its ``.grad``) but only the generator's optimiser steps, and the discriminator's
+optimiser clears those gradients before its next step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from companion import toy
+from companion.noise import sample_latent
+from companion.progress import batches, epoch_line, should_log
+from companion.validation import check_images, check_positive
+
+NOISE_DIM, HIDDEN, IMAGE_DIM = 128, 256, 784
+LEARNING_RATE, BETA_1, EPSILON = 2e-4, 0.5, 1e-7  # beta_1 0.5: less momentum, a calmer alternating game
+BATCH_SIZE = 100
+LEAKY_SLOPE = 0.2
+VARIANTS = ("non_saturating", "saturating")
+TOY_HIDDEN, TOY_BATCH_SIZE = 32, 256
+TOY_D_LEARNING_RATE = 1e-2  # fitting D with G fixed: fast, then a tenth of it to settle
+TOY_GAN_LEARNING_RATE = 2e-3
+
+
+class GanDivergedError(RuntimeError):
+    """A loss became NaN or infinite: training stopped instead of producing garbage."""
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _glorot(module: nn.Module) -> nn.Module:
+    """Keras' default initialisation (Glorot-uniform kernels, zero biases), so both sides start alike."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+class Generator(nn.Module):
+    """Noise (N, noise_dim) -> flat images (N, 784) in [0, 1]."""
+
+    def __init__(self, noise_dim: int = NOISE_DIM, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(noise_dim, hidden)
+        self.pixels = nn.Linear(hidden, IMAGE_DIM)
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.pixels(F.leaky_relu(self.hidden(noise), LEAKY_SLOPE)))
+
+
+class Discriminator(nn.Module):
+    """Flat images (N, 784) in [0, 1] -> one logit each (N, 1); D(x) = sigmoid(logit)."""
+
+    def __init__(self, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(IMAGE_DIM, hidden)
+        self.logit = nn.Linear(hidden, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logit(F.leaky_relu(self.hidden(images), LEAKY_SLOPE))
+
+
+def build_generator(noise_dim: int = NOISE_DIM, hidden: int = HIDDEN) -> Generator:
+    """The MNIST generator: noise -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(784) -> sigmoid."""
+    return _glorot(Generator(noise_dim, hidden))
+
+
+def build_discriminator(hidden: int = HIDDEN) -> Discriminator:
+    """The MNIST discriminator: 784 -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(1) logit."""
+    return _glorot(Discriminator(hidden))
+
+
+def make_optimizers(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    learning_rate: float = LEARNING_RATE,
+    d_learning_rate: float | None = None,
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """One Adam per network, ``(g_optimizer, d_optimizer)``: each only ever steps its own parameters.
+
+    ``d_learning_rate`` (default: ``learning_rate``) lets the discriminator learn at another pace.
+    """
+    d_learning_rate = learning_rate if d_learning_rate is None else d_learning_rate
+    check_positive("learning_rate", learning_rate)
+    check_positive("d_learning_rate", d_learning_rate)
+    kwargs = {"betas": (BETA_1, 0.999), "eps": EPSILON}
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=learning_rate, **kwargs)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=d_learning_rate, **kwargs)
+    return g_optimizer, d_optimizer
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """``BCE(real, 1) + BCE(fake, 0)`` from logits, each a batch mean: ``-V(D, G)`` on this batch.
+
+    D minimises it, i.e. ascends ``V = E[log D(x)] + E[log(1 - D(G(z)))]``; log 4 when D says 0.5 everywhere.
+    """
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def generator_loss(fake_logits: torch.Tensor, variant: str = "non_saturating") -> torch.Tensor:
+    """The generator's loss on D's logits for fakes, a batch mean.
+
+    ``"saturating"``: ``E[log(1 - D(G(z)))]``, the term of V that G descends (``= -softplus(logit)``).
+    ``"non_saturating"``: ``-E[log D(G(z))]``, i.e. G *maximises* ``log D(G(z))`` (``= softplus(-logit)``).
+    """
+    if variant == "non_saturating":
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if variant == "saturating":
+        return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+# --------------------------------------------------------------------------- one step of the game
+
+
+def discriminator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    d_optimizer: torch.optim.Optimizer,
+    real: torch.Tensor,
+    noise: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """One update of D with G frozen; returns ``d_loss``, ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))."""
+    fake = generator(noise).detach()  # detach: D's loss cannot send gradients into G
+    real_logits, fake_logits = discriminator(real), discriminator(fake)
+    loss = discriminator_loss(real_logits, fake_logits)
+    d_optimizer.zero_grad(set_to_none=True)  # also drops D gradients left by the last G step
+    loss.backward()
+    d_optimizer.step()
+    return {
+        "d_loss": loss.detach(),
+        "d_real": torch.sigmoid(real_logits).mean().detach(),
+        "d_fake": torch.sigmoid(fake_logits).mean().detach(),
+    }
+
+
+def generator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_optimizer: torch.optim.Optimizer,
+    noise: torch.Tensor,
+    variant: str = "non_saturating",
+) -> dict[str, torch.Tensor]:
+    """One update of G with D frozen (D's gradients are computed but only G's optimiser steps)."""
+    loss = generator_loss(discriminator(generator(noise)), variant)
+    g_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    g_optimizer.step()
+    return {"g_loss": loss.detach()}
+
+
+def train_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_optimizer: torch.optim.Optimizer,
+    d_optimizer: torch.optim.Optimizer,
+    real: torch.Tensor,
+    d_noise: torch.Tensor,
+    g_noise: torch.Tensor,
+    variant: str = "non_saturating",
+) -> dict[str, torch.Tensor]:
+    """One round of the game: a D step on ``real`` and ``G(d_noise)``, then a G step on ``G(g_noise)``.
+
+    Returns 0-d tensors ``d_loss``, ``g_loss``, ``d_real``, ``d_fake`` (D's mean outputs during its step).
+    """
+    metrics = discriminator_step(generator, discriminator, d_optimizer, real, d_noise)
+    metrics.update(generator_step(generator, discriminator, g_optimizer, g_noise, variant))
+    return metrics
+
+
+# --------------------------------------------------------------------------- the training loop
+
+
+@dataclass
+class GanRun:
+    """What :func:`train_gan` returns.
+
+    ``history`` has per-epoch means of ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)) and
+    ``d_fake`` (mean D(G(z))); ``samples`` maps an epoch (0 = before training) to
+    generator outputs for the fixed noise, flat (n, 784) in [0, 1].
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    history: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[int, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:
+    """Raise :class:`GanDivergedError` when a loss is NaN or infinite."""
+    bad = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+    if bad:
+        raise GanDivergedError(
+            f"training diverged at epoch {epoch}, step {step}: "
+            + ", ".join(f"{k}={v}" for k, v in bad.items())
+            + ". Lower the learning rate, check the images lie in [0, 1], and check no weight is NaN."
+        )
+
+
+def generate(generator: nn.Module, noise: np.ndarray) -> np.ndarray:
+    """Generator outputs for NumPy noise (N, noise_dim) as a NumPy array (N, 784) in [0, 1]."""
+    device = next(generator.parameters()).device
+    with torch.no_grad():
+        return generator(torch.as_tensor(noise, dtype=torch.float32, device=device)).cpu().numpy()
+
+
+def discriminate(discriminator: nn.Module, x: np.ndarray) -> np.ndarray:
+    """D(x) = sigmoid(logit) for a NumPy batch (images (N, 784) or toy points (N, 1)); returns (N,)."""
+    device = next(discriminator.parameters()).device
+    with torch.no_grad():
+        logits = discriminator(torch.as_tensor(x, dtype=torch.float32, device=device))
+    return torch.sigmoid(logits).cpu().numpy().reshape(-1)
+
+
+def train_gan(
+    images: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = BATCH_SIZE,
+    variant: str = "non_saturating",
+    learning_rate: float = LEARNING_RATE,
+    d_learning_rate: float | None = None,
+    noise_dim: int = NOISE_DIM,
+    seed: int = 0,
+    fixed_noise: np.ndarray | None = None,
+    sample_every: int = 1,
+    log_every: int = 1,
+    generator: nn.Module | None = None,
+    discriminator: nn.Module | None = None,
+) -> GanRun:
+    """Train the MNIST MLP GAN on flat images (N, 784) in [0, 1]; returns a :class:`GanRun`.
+
+    Shuffling and noise come from NumPy seeded by ``seed`` (the TensorFlow side draws the same
+    numbers). ``fixed_noise`` (default 16 vectors from ``seed + 1``) gives the sample grids,
+    stored every ``sample_every`` epochs. ``d_learning_rate`` (default ``learning_rate``) sets the
+    discriminator's own rate. A NaN/inf loss raises :class:`GanDivergedError`.
+    The last incomplete batch of each epoch is dropped so every step sees ``batch_size`` images.
+    """
+    x = check_images(images, name="images", shape=(IMAGE_DIM,))
+    check_positive("epochs", epochs, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if batch_size > len(x):
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(x)} images; pass a smaller batch_size")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    generator = (generator or build_generator(noise_dim)).to(device)
+    discriminator = (discriminator or build_discriminator()).to(device)
+    g_opt, d_opt = make_optimizers(generator, discriminator, learning_rate, d_learning_rate)
+    rng = np.random.default_rng(seed)
+    fixed = sample_latent(16, noise_dim, seed=seed + 1) if fixed_noise is None else fixed_noise
+    run = GanRun(generator, discriminator, {k: [] for k in ("d_loss", "g_loss", "d_real", "d_fake")})
+    run.samples[0] = generate(generator, fixed)
+    steps = len(x) // batch_size
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        tick, order, sums = time.perf_counter(), rng.permutation(len(x)), dict.fromkeys(run.history, 0.0)
+        for step in batches(range(steps), steps, f"epoch {epoch}/{epochs}"):
+            real = torch.from_numpy(x[order[step * batch_size : (step + 1) * batch_size]]).to(device)
+            d_noise = torch.from_numpy(sample_latent(batch_size, noise_dim, seed=rng)).to(device)
+            g_noise = torch.from_numpy(sample_latent(batch_size, noise_dim, seed=rng)).to(device)
+            metrics = train_step(generator, discriminator, g_opt, d_opt, real, d_noise, g_noise, variant)
+            values = {name: float(value) for name, value in metrics.items()}
+            check_finite(values, epoch, step)
+            for name in sums:
+                sums[name] += values[name] / steps
+        for name, value in sums.items():
+            run.history[name].append(value)
+        if epoch % sample_every == 0 or epoch == epochs:
+            run.samples[epoch] = generate(generator, fixed)
+        if should_log(epoch, epochs, log_every):
+            print(epoch_line(epoch, epochs, sums, time.perf_counter() - tick))
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def weight_snapshot(model: nn.Module) -> list[np.ndarray]:
+    """Copies of every weight of ``model`` (parameters and buffers), to compare before and after a step."""
+    return [t.detach().cpu().numpy().copy() for t in model.state_dict().values()]
+
+
+def max_abs_change(before: list[np.ndarray], after: list[np.ndarray]) -> float:
+    """Largest absolute difference between two weight snapshots (0.0 means nothing moved)."""
+    return float(max(np.abs(a - b).max() for a, b in zip(before, after)))
+
+
+# --------------------------------------------------------------------------- the 1-d toy
+
+
+def build_toy_discriminator(hidden: int = TOY_HIDDEN) -> nn.Sequential:
+    """Points (N, 1) -> logits (N, 1): 1 -> hidden -> hidden -> 1 with tanh, smooth enough to draw D(x)."""
+    return _glorot(
+        nn.Sequential(
+            nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
+    )
+
+
+def build_toy_generator(scale: float = 1.0, shift: float = 0.0) -> nn.Linear:
+    """The affine generator ``G(z) = scale * z + shift`` as a 1 -> 1 linear layer, (N, 1) -> (N, 1)."""
+    layer = nn.Linear(1, 1)
+    with torch.no_grad():
+        layer.weight.fill_(scale)
+        layer.bias.fill_(shift)
+    return layer
+
+
+def toy_generator_params(generator: nn.Module) -> tuple[float, float]:
+    """``(scale, shift)`` of the affine toy generator."""
+    return float(generator.weight.detach().reshape(())), float(generator.bias.detach().reshape(()))
+
+
+def train_toy_discriminator(
+    discriminator: nn.Module,
+    generator: nn.Module,
+    *,
+    steps: int,
+    batch_size: int = TOY_BATCH_SIZE,
+    learning_rate: float = TOY_D_LEARNING_RATE,
+    seed: int = 0,
+) -> list[float]:
+    """Fit D with G held fixed (fresh samples every step); returns the D loss of every step.
+
+    The learning rate drops to a tenth for the last 40% of the steps so D settles near D*.
+    """
+    check_positive("steps", steps, integer=True)
+    optimizer = torch.optim.Adam(
+        discriminator.parameters(), lr=learning_rate, betas=(BETA_1, 0.999), eps=EPSILON
+    )
+    rng, losses = np.random.default_rng(seed), []
+    for step in range(steps):
+        if step == int(0.6 * steps):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate / 10
+        real = torch.from_numpy(toy.sample_data(batch_size, rng))
+        noise = torch.from_numpy(toy.sample_noise(batch_size, rng))
+        metrics = discriminator_step(generator, discriminator, optimizer, real, noise)
+        losses.append(float(metrics["d_loss"]))
+        check_finite({"d_loss": losses[-1]}, 1, step)
+    return losses
+
+
+def train_toy_gan(
+    discriminator: nn.Module,
+    generator: nn.Module,
+    *,
+    steps: int,
+    batch_size: int = TOY_BATCH_SIZE,
+    learning_rate: float = TOY_GAN_LEARNING_RATE,
+    variant: str = "non_saturating",
+    record_every: int = 50,
+    snapshot_steps: tuple[int, ...] = (),
+    n_snapshot: int = 2000,
+    seed: int = 0,
+) -> dict[str, list]:
+    """Play the 1-d game: alternate one D step and one G step for ``steps`` rounds.
+
+    Returns lists recorded every ``record_every`` rounds (and at 0): ``step``, ``scale``, ``shift``,
+    ``jsd`` (exact, from :mod:`companion.toy`), ``d_real`` and ``d_fake`` (mean D outputs on fresh
+    batches), plus ``snapshots``: ``(step, samples)`` pairs of ``n_snapshot`` generated points
+    (float32 (n,)) at each step listed in ``snapshot_steps``.
+    """
+    check_positive("steps", steps, integer=True)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    kwargs = {"lr": learning_rate, "betas": (BETA_1, 0.999), "eps": EPSILON}
+    g_opt = torch.optim.Adam(generator.parameters(), **kwargs)
+    d_opt = torch.optim.Adam(discriminator.parameters(), **kwargs)
+    rng = np.random.default_rng(seed)
+    probe_real, probe_noise = toy.sample_data(2000, seed + 1), toy.sample_noise(2000, seed + 2)
+    snapshot_noise = toy.sample_noise(n_snapshot, seed + 3)
+    history: dict[str, list] = {
+        k: [] for k in ("step", "scale", "shift", "jsd", "d_real", "d_fake", "snapshots")
+    }
+
+    def record(step: int) -> None:
+        scale, shift = toy_generator_params(generator)
+        history["step"].append(step)
+        history["scale"].append(scale)
+        history["shift"].append(shift)
+        history["jsd"].append(toy.toy_jsd(scale, shift) if scale != 0 else float(np.log(2)))
+        history["d_real"].append(float(discriminate(discriminator, probe_real).mean()))
+        history["d_fake"].append(float(discriminate(discriminator, generate(generator, probe_noise)).mean()))
+
+    for step in range(steps + 1):
+        if step in snapshot_steps:
+            history["snapshots"].append((step, generate(generator, snapshot_noise).reshape(-1)))
+        if step % record_every == 0 or step == steps:
+            record(step)
+        if step == steps:
+            break
+        real = torch.from_numpy(toy.sample_data(batch_size, rng))
+        d_noise = torch.from_numpy(toy.sample_noise(batch_size, rng))
+        g_noise = torch.from_numpy(toy.sample_noise(batch_size, rng))
+        values = train_step(generator, discriminator, g_opt, d_opt, real, d_noise, g_noise, variant)
+        check_finite({k: float(v) for k, v in values.items()}, 1, step)
+    return history
