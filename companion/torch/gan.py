@@ -15,7 +15,6 @@ optimiser clears those gradients before its next step.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion import toy
+from companion.divergence import GanDivergedError as GanDivergedError  # re-exported for users of this module
+from companion.divergence import check_finite
 from companion.noise import sample_latent
 from companion.progress import batches, epoch_line, should_log
 from companion.validation import check_images, check_positive
@@ -37,10 +38,6 @@ VARIANTS = ("non_saturating", "saturating")
 TOY_HIDDEN, TOY_BATCH_SIZE = 32, 256
 TOY_D_LEARNING_RATE = 1e-2  # fitting D with G fixed: fast, then a tenth of it to settle
 TOY_GAN_LEARNING_RATE = 2e-3
-
-
-class GanDivergedError(RuntimeError):
-    """A loss became NaN or infinite: training stopped instead of producing garbage."""
 
 
 # --------------------------------------------------------------------------- models
@@ -209,17 +206,6 @@ class GanRun:
     history: dict[str, list[float]] = field(default_factory=dict)
     samples: dict[int, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:
-    """Raise :class:`GanDivergedError` when a loss is NaN or infinite."""
-    bad = {name: value for name, value in metrics.items() if not math.isfinite(value)}
-    if bad:
-        raise GanDivergedError(
-            f"training diverged at epoch {epoch}, step {step}: "
-            + ", ".join(f"{k}={v}" for k, v in bad.items())
-            + ". Lower the learning rate, check the images lie in [0, 1], and check no weight is NaN."
-        )
 
 
 def generate(generator: nn.Module, noise: np.ndarray) -> np.ndarray:
