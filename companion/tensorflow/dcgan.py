@@ -1,0 +1,431 @@
+"""Chapter 5: the DCGAN of the TensorFlow tutorial, in Keras 3 with a ``tf.GradientTape`` train step.
+
+Generator: noise (N, 100) -> Dense 7*7*256 (no bias) -> BN -> LeakyReLU -> reshape (7, 7, 256)
+-> ConvT 128 5x5 stride 1 -> BN -> LeakyReLU -> ConvT 64 5x5 stride 2 -> BN -> LeakyReLU
+-> ConvT 1 5x5 stride 2, tanh: images (N, 28, 28, 1) in [-1, 1].
+
+Discriminator: images (N, 28, 28, 1) in [-1, 1] -> Conv 64 5x5 stride 2 -> LeakyReLU -> Dropout 0.3
+-> Conv 128 5x5 stride 2 -> LeakyReLU -> Dropout 0.3 -> flatten -> Dense 1: logits (N, 1).
+
+``companion.torch.dcgan`` builds the same networks with the same layer names, so
+``companion.bridge`` copies weights both ways, and the same :func:`train` loop with the same
+run folder layout (``run.json``, ``history.json``, ``frames.npy``, ``training.gif`` and the
+checkpoints), so that a run can be interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from companion.checkpoints import atomic_path, read_json, write_json
+from companion.noise import sample_latent
+from companion.plots import training_gif
+from companion.progress import batches, epoch_line, should_log
+from companion.validation import check_images, check_positive
+
+FRAMEWORK = "tensorflow"
+NOISE_DIM = 100
+KERNEL = 5
+LEAKY_SLOPE = 0.3  # the tutorial's LeakyReLU(); Keras 3's layer default, set explicitly on both sides
+BN_EPSILON = 1e-3  # Keras default; PyTorch's is 1e-5
+BN_MOMENTUM = 0.99  # Keras keeps 99% of the running statistics per step (PyTorch momentum=0.01)
+DROPOUT = 0.3
+ADAM_EPSILON = 1e-7  # Keras default, passed to PyTorch's Adam too
+N_FIXED = 16  # fixed noise vectors behind the per-epoch grids and the GIF
+N_PROBE = 1000  # samples kept at every checkpoint, to measure quality against training steps
+WARMUP_STEPS = 3  # first steps of every call (tracing, XLA compilation) left out of seconds/step
+CHECKPOINTS = "checkpoints"
+METRICS = ("g_loss", "d_loss", "d_real", "d_fake")
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped by the divergence guard; the last checkpoint on disk is still good."""
+
+
+class CheckpointError(RuntimeError):
+    """A run folder or checkpoint is missing, corrupt, or belongs to another model or framework."""
+
+
+def make_generator(noise_dim: int = NOISE_DIM) -> keras.Model:
+    """Noise ``(N, noise_dim)`` -> images ``(N, 28, 28, 1)`` in [-1, 1] (tanh)."""
+    check_positive("noise_dim", noise_dim, integer=True)
+    conv = {"kernel_size": KERNEL, "padding": "same", "use_bias": False}
+    bn = {"epsilon": BN_EPSILON, "momentum": BN_MOMENTUM}
+    return keras.Sequential(
+        [
+            keras.Input(shape=(noise_dim,)),
+            keras.layers.Dense(7 * 7 * 256, use_bias=False, name="project"),
+            keras.layers.BatchNormalization(name="bn0", **bn),
+            keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
+            keras.layers.Reshape((7, 7, 256)),
+            keras.layers.Conv2DTranspose(128, strides=1, name="deconv1", **conv),  # 7x7x128
+            keras.layers.BatchNormalization(name="bn1", **bn),
+            keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
+            keras.layers.Conv2DTranspose(64, strides=2, name="deconv2", **conv),  # 14x14x64
+            keras.layers.BatchNormalization(name="bn2", **bn),
+            keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
+            keras.layers.Conv2DTranspose(1, strides=2, activation="tanh", name="deconv3", **conv),
+        ],
+        name="generator",
+    )
+
+
+def make_discriminator(dropout: float = DROPOUT, seed: int | None = None) -> keras.Model:
+    """Images ``(N, 28, 28, 1)`` in [-1, 1] -> one logit per image ``(N, 1)`` (real > 0 > fake).
+
+    ``seed`` fixes the dropout masks' random stream (``None``: drawn from Python's ``random``).
+    """
+    conv = {"kernel_size": KERNEL, "strides": 2, "padding": "same"}
+    seeds = (None, None) if seed is None else (seed, seed + 1)
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.Conv2D(64, name="conv1", **conv),  # 14x14x64
+            keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
+            keras.layers.Dropout(dropout, seed=seeds[0]),
+            keras.layers.Conv2D(128, name="conv2", **conv),  # 7x7x128
+            keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
+            keras.layers.Dropout(dropout, seed=seeds[1]),
+            keras.layers.Flatten(),  # channels last: (7, 7, 128) -> 6272
+            keras.layers.Dense(1, name="logit"),
+        ],
+        name="discriminator",
+    )
+
+
+def gan_losses(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(g_loss, d_loss)``: binary cross-entropy from logits, averaged over the batch.
+
+    D wants real -> 1 and fake -> 0; G wants D to call its fakes real (the non-saturating loss).
+    """
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    d_loss = bce(tf.ones_like(real_logits), real_logits) + bce(tf.zeros_like(fake_logits), fake_logits)
+    g_loss = bce(tf.ones_like(fake_logits), fake_logits)
+    return g_loss, d_loss
+
+
+class DCGAN:
+    """Generator, discriminator, one Adam optimiser each, and the compiled train step.
+
+    ``jit_compile=True`` compiles the whole step with XLA; it is off by default because it made
+    the step slower on the CPUs measured (``benchmarks/dcgan_speed.py``).
+    ``seed`` makes the initial weights and the dropout masks repeatable (it reseeds Python, NumPy
+    and TensorFlow through ``keras.utils.set_random_seed``); ``None`` leaves the global state alone.
+    """
+
+    def __init__(
+        self,
+        *,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        noise_dim: int = NOISE_DIM,
+        dropout: float = DROPOUT,
+        jit_compile: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        check_positive("lr", lr)
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        self.noise_dim = int(noise_dim)
+        self.generator = make_generator(noise_dim)
+        self.discriminator = make_discriminator(dropout, seed=seed)
+        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=beta1, epsilon=ADAM_EPSILON)
+        self.d_optimizer = keras.optimizers.Adam(lr, beta_1=beta1, epsilon=ADAM_EPSILON)
+        # Optimiser slots exist from the start, so a checkpoint restores into them directly.
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        if not jit_compile:
+            # Grappler's remapper cannot fuse conv + bias + LeakyReLU when the gradient needs the
+            # pre-activation; it then leaves the graph as it was but logs an ERROR line to stderr
+            # each time the step is traced. Switching the pass off only removes that line.
+            tf.config.optimizer.set_experimental_options({"remapping": False})
+        self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
+
+    def _train_step(self, images: tf.Tensor, noise: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One update of D and G from one forward pass, as in the TF tutorial (two tapes)."""
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self.generator(noise, training=True)
+            real_logits = self.discriminator(images, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            g_loss, d_loss = gan_losses(real_logits, fake_logits)
+        g_vars, d_vars = self.generator.trainable_variables, self.discriminator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars))
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars))
+        return {
+            "g_loss": g_loss,
+            "d_loss": d_loss,
+            "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),  # D(x): 1 means "sure it is real"
+            "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),  # D(G(z)) before this update
+        }
+
+    def generate(self, noise: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        """Images ``(N, 28, 28)`` in [0, 1] from noise ``(N, noise_dim)`` (inference mode)."""
+        noise = np.asarray(noise, np.float32)
+        if noise.ndim != 2 or noise.shape[1] != self.noise_dim:
+            raise ValueError(f"noise must have shape (N, {self.noise_dim}), got {noise.shape}")
+        parts = [
+            self.generator(noise[i : i + batch_size], training=False).numpy()
+            for i in range(0, len(noise), batch_size)
+        ]
+        return (np.concatenate(parts)[..., 0] + 1.0) / 2.0
+
+    def discriminate(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        """Logits ``(N,)`` for images ``(N, 28, 28)`` in [0, 1] (inference mode)."""
+        x = check_images(images, name="images", shape=(28, 28)) * 2.0 - 1.0
+        parts = [
+            self.discriminator(x[i : i + batch_size, ..., None], training=False).numpy()
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(parts)[:, 0]
+
+
+# --- the run folder: config, history, frames, GIF and checkpoints --------------------------------
+
+
+def _checkpoint(gan: DCGAN, epoch: tf.Variable) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(
+        generator=gan.generator,
+        discriminator=gan.discriminator,
+        g_optimizer=gan.g_optimizer,
+        d_optimizer=gan.d_optimizer,
+        epoch=epoch,
+        # The dropout layers' random state, so that a resumed run draws the masks an unbroken one would.
+        dropout_states=[
+            layer.seed_generator.state
+            for layer in gan.discriminator.layers
+            if isinstance(layer, keras.layers.Dropout)
+        ],
+    )
+
+
+def _manager(gan: DCGAN, epoch: tf.Variable, folder: Path) -> tf.train.CheckpointManager:
+    # TensorFlow writes each checkpoint's files under temporary names, renames them when complete,
+    # and only then atomically rewrites the small 'checkpoint' file that names the latest one; an
+    # interrupted save therefore leaves the previous checkpoint listed and intact.
+    return tf.train.CheckpointManager(_checkpoint(gan, epoch), str(folder / CHECKPOINTS), max_to_keep=2)
+
+
+def saved_epoch(out_dir: str | os.PathLike) -> int:
+    """The epoch of the latest complete checkpoint in ``out_dir`` (0 when there is none)."""
+    latest = tf.train.latest_checkpoint(str(Path(out_dir) / CHECKPOINTS))
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
+def _read_config(folder: Path) -> dict:
+    path = folder / "run.json"
+    if not path.exists():
+        raise CheckpointError(f"{folder} holds no DCGAN run (run.json is missing); train into it first")
+    try:
+        config = read_json(path)
+    except (ValueError, OSError) as err:
+        raise CheckpointError(f"{path} is corrupt ({err}); train into a new folder") from err
+    if not isinstance(config, dict) or config.get("model") != "dcgan":
+        raise CheckpointError(f"{folder} does not hold a DCGAN run")
+    if config.get("framework") != FRAMEWORK:
+        raise CheckpointError(
+            f"{folder} holds a {config.get('framework')} checkpoint; load it with that framework"
+        )
+    return config
+
+
+def _restore(gan: DCGAN, folder: Path) -> int:
+    """Load the latest checkpoint of ``folder`` into ``gan``; return its epoch (0: none yet)."""
+    epoch = tf.Variable(0, dtype=tf.int64)
+    manager = _manager(gan, epoch, folder)
+    if manager.latest_checkpoint is None:
+        return 0
+    try:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {manager.latest_checkpoint} is corrupt or does not fit this model ({first})"
+        ) from err
+    return int(epoch.numpy())
+
+
+def load(out_dir: str | os.PathLike) -> DCGAN:
+    """The trained DCGAN saved in ``out_dir`` by :func:`train` (latest checkpoint)."""
+    folder = Path(out_dir)
+    config = _read_config(folder)
+    gan = DCGAN(lr=config["lr"], beta1=config["beta1"], noise_dim=config["noise_dim"], jit_compile=False)
+    if _restore(gan, folder) == 0:
+        raise CheckpointError(f"{folder} has no checkpoint yet; train for at least one epoch")
+    return gan
+
+
+def probe_samples(out_dir: str | os.PathLike) -> dict[int, np.ndarray]:
+    """Samples saved with each checkpoint up to the latest one: ``{epoch: (N_PROBE, 28, 28) in [0, 1]}``.
+
+    They come from the same :data:`N_PROBE` noise vectors every time, so quality can be measured
+    against training steps after the run.
+    """
+    last = saved_epoch(out_dir)
+    found = {}
+    for path in sorted((Path(out_dir) / "probes").glob("epoch_*.npy")):
+        epoch = int(path.stem.split("_")[1])
+        if epoch <= last:  # a file beyond the checkpoint belongs to an interrupted save
+            found[epoch] = np.load(path).astype(np.float32) / 255.0
+    return found
+
+
+def check_divergence(history: dict[str, list[float]], patience: int = 3) -> str | None:
+    """A message when training went wrong, else ``None``.
+
+    Two failures are caught: losses that are no longer finite, and a discriminator that
+    has won outright (mean D(G(z)) below 0.001 for ``patience`` epochs in a row), which
+    leaves the generator almost no gradient to learn from.
+    """
+    last = {name: values[-1] for name, values in history.items() if name in ("g_loss", "d_loss")}
+    if not all(np.isfinite(v) for v in last.values()):
+        return "losses are no longer finite; lower the learning rate or check the input scaling"
+    recent = history["d_fake"][-patience:]
+    if len(recent) == patience and max(recent) < 1e-3:
+        return (
+            f"the discriminator has won: D(G(z)) < 0.001 for {patience} epochs, so G gets no signal; "
+            "lower D's learning rate, add dropout or label smoothing, or restart from a checkpoint"
+        )
+    return None
+
+
+def _empty_history() -> dict[str, list]:
+    return {name: [] for name in (*METRICS, "seconds", "step_seconds")}
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    # Batches and noise depend only on (seed, epoch): a resumed run sees what an unbroken one would.
+    return np.random.default_rng([seed, epoch])
+
+
+def train(
+    images: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 256,
+    lr: float = 2e-4,
+    beta1: float = 0.5,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 5,
+    steps_per_epoch: int | None = None,
+    probes: int = N_PROBE,
+    log_every: int = 1,
+    jit_compile: bool = False,
+    gan: DCGAN | None = None,
+) -> tuple[DCGAN, dict]:
+    """Train a DCGAN on ``images`` ``(N, 28, 28)`` or ``(N, 28, 28, 1)`` in [0, 1].
+
+    Each epoch shuffles the data, runs ``N // batch_size`` steps (capped by ``steps_per_epoch``)
+    and stores the generator's output for :data:`N_FIXED` fixed noise vectors. With ``out_dir``
+    the run is saved every ``checkpoint_every`` epochs and at the end (checkpoint, history,
+    frames, ``training.gif`` and ``probes`` samples for :func:`probe_samples`, 0 for none);
+    calling again with the same ``out_dir`` resumes from the last checkpoint and trains up to
+    ``epochs``. Returns ``(gan, history)``; ``history`` holds per-epoch
+    means of ``g_loss``, ``d_loss``, ``d_real`` = D(x) and ``d_fake`` = D(G(z)), ``seconds`` per epoch
+    and ``step_seconds`` (one list of step durations per epoch).
+    """
+    for name, value in (
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("checkpoint_every", checkpoint_every),
+    ):
+        check_positive(name, value, integer=True)
+    if probes != 0:
+        check_positive("probes", probes, integer=True)
+    if steps_per_epoch is not None:
+        check_positive("steps_per_epoch", steps_per_epoch, integer=True)
+    x = check_images(np.asarray(images).reshape(len(images), 28, 28), name="images") * 2.0 - 1.0
+    steps = len(x) // batch_size if steps_per_epoch is None else min(len(x) // batch_size, steps_per_epoch)
+    if steps == 0:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(x)} training images; use a smaller one")
+
+    config = {"model": "dcgan", "framework": FRAMEWORK, "noise_dim": NOISE_DIM, "batch_size": int(batch_size)}
+    config.update({"lr": float(lr), "beta1": float(beta1), "seed": int(seed)})
+    folder = Path(out_dir) if out_dir is not None else None
+    gan = gan if gan is not None else DCGAN(lr=lr, beta1=beta1, jit_compile=jit_compile, seed=seed)
+    history = _empty_history()
+    fixed_noise = sample_latent(N_FIXED, NOISE_DIM, seed=seed)
+    probe_noise = sample_latent(probes, NOISE_DIM, seed=seed + 1) if probes else None
+    frames = np.zeros((0, N_FIXED, 28, 28), np.uint8)
+    start = 0
+    if folder is not None and (folder / "run.json").exists():
+        start, history, frames = _resume(gan, folder, config)
+        fixed_noise = np.load(folder / "fixed_noise.npy")
+        print(f"Resuming {folder} from epoch {start}")
+    elif folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "run.json", config)
+        with atomic_path(folder / "fixed_noise.npy", suffix=".npy") as tmp:
+            np.save(tmp, fixed_noise)
+    epoch_var = tf.Variable(start, dtype=tf.int64)
+    manager = _manager(gan, epoch_var, folder) if folder is not None else None
+
+    for epoch in range(start + 1, epochs + 1):
+        rng, began = _epoch_rng(seed, epoch), time.perf_counter()
+        order, totals = rng.permutation(len(x)), dict.fromkeys(METRICS, 0.0)
+        history["step_seconds"].append([])
+        for step in batches(range(steps), total=steps, desc=f"epoch {epoch}/{epochs}"):
+            real = x[order[step * batch_size : (step + 1) * batch_size], ..., None]
+            noise = rng.standard_normal((batch_size, NOISE_DIM), dtype=np.float32)
+            tick = time.perf_counter()
+            metrics = {k: float(v) for k, v in gan.train_step(real, noise).items()}
+            history["step_seconds"][-1].append(time.perf_counter() - tick)
+            for name, value in metrics.items():
+                totals[name] += value / steps
+        for name, value in totals.items():
+            history[name].append(value)
+        history["seconds"].append(time.perf_counter() - began)
+        frame = gan.generate(fixed_noise)
+        frames = np.concatenate([frames, np.round(frame * 255).astype(np.uint8)[None]])
+        problem = check_divergence(history)
+        if problem is not None:
+            last = saved_epoch(folder) if folder is not None else 0
+            raise TrainingDiverged(f"epoch {epoch}: {problem} (last checkpoint: epoch {last})")
+        if should_log(epoch, epochs, log_every):
+            print(epoch_line(epoch, epochs, totals, history["seconds"][-1]))
+        if manager is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+            epoch_var.assign(epoch)
+            _save(manager, folder, epoch, history, frames, None if probes == 0 else gan.generate(probe_noise))
+    return gan, history
+
+
+def _resume(gan: DCGAN, folder: Path, config: dict) -> tuple[int, dict, np.ndarray]:
+    saved = _read_config(folder)
+    for key in ("noise_dim", "batch_size", "lr", "beta1", "seed"):
+        if saved.get(key) != config[key]:
+            raise CheckpointError(
+                f"{folder} was trained with {key}={saved.get(key)}, not {config[key]}; "
+                f"pass {saved.get(key)} or choose a new output folder"
+            )
+    start = _restore(gan, folder)
+    history = read_json(folder / "history.json") if start else _empty_history()
+    # The history may run ahead of the checkpoint if a run died between the two writes.
+    history = {name: values[:start] for name, values in history.items()}
+    frames = np.load(folder / "frames.npy")[:start] if start else np.zeros((0, N_FIXED, 28, 28), np.uint8)
+    return start, history, frames
+
+
+def _save(
+    manager: tf.train.CheckpointManager,
+    folder: Path,
+    epoch: int,
+    history: dict,
+    frames: np.ndarray,
+    probes: np.ndarray | None,
+) -> None:
+    """History, frames and probes first, then the checkpoint: a resume trims whatever runs ahead of it."""
+    write_json(folder / "history.json", history)
+    with atomic_path(folder / "frames.npy", suffix=".npy") as tmp:
+        np.save(tmp, frames)
+    if probes is not None:
+        with atomic_path(folder / "probes" / f"epoch_{epoch:04d}.npy", suffix=".npy") as tmp:
+            np.save(tmp, np.round(probes * 255).astype(np.uint8))
+    manager.save(checkpoint_number=epoch)
+    with atomic_path(folder / "training.gif", suffix=".gif") as tmp:
+        training_gif(list(frames.astype(np.float32) / 255.0), tmp)
