@@ -1,5 +1,6 @@
 """Chapter 5: the DCGAN on both sides -- weight transfer, train step, checkpoints, resume, guard."""
 
+import os
 import shutil
 
 import numpy as np
@@ -212,7 +213,9 @@ def _break_torch_save(monkeypatch):
 
 def _break_tf_save(monkeypatch):
     def half_written(self, checkpoint_number=None, **kwargs):
+        # What a killed save leaves: TensorFlow's staging folder and stray files of the new number.
         prefix = f"{self.directory}/ckpt-{checkpoint_number}"
+        os.makedirs(prefix + "_temp")
         for suffix in (".index", ".data-00000-of-00001"):
             with open(prefix + suffix, "wb") as handle:
                 handle.write(b"\x00garbage")
@@ -235,6 +238,7 @@ def test_interrupted_checkpoint_write_keeps_previous_checkpoint(
     assert np.isfinite(module.load(tmp_path).generate(np.zeros((2, 100), np.float32))).all()
     _, history = _run(module, digits, tf_gan, tmp_path, epochs=2)
     assert len(history["g_loss"]) == 2 and module.saved_epoch(tmp_path) == 2
+    assert not list(tmp_path.glob("**/*_temp"))  # the resumed run cleared the stale staging folder
 
 
 @FRAMEWORKS

@@ -9,13 +9,14 @@ Discriminator: images (N, 28, 28, 1) in [-1, 1] -> Conv 64 5x5 stride 2 -> Leaky
 
 ``companion.torch.dcgan`` builds the same networks with the same layer names, so
 ``companion.bridge`` copies weights both ways, and the same :func:`train` loop with the same
-run folder layout (``run.json``, ``history.json``, ``frames.npy``, ``training.gif`` and the
+run folder layout (``run.json``, ``history.json``, ``frames.npy``, ``probes/``, ``training.gif`` and the
 checkpoints), so that a run can be interrupted and resumed.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -39,7 +40,6 @@ DROPOUT = 0.3
 ADAM_EPSILON = 1e-7  # Keras default, passed to PyTorch's Adam too
 N_FIXED = 16  # fixed noise vectors behind the per-epoch grids and the GIF
 N_PROBE = 1000  # samples kept at every checkpoint, to measure quality against training steps
-WARMUP_STEPS = 3  # first steps of every call (tracing, XLA compilation) left out of seconds/step
 CHECKPOINTS = "checkpoints"
 METRICS = ("g_loss", "d_loss", "d_real", "d_fake")
 
@@ -205,9 +205,10 @@ def _checkpoint(gan: DCGAN, epoch: tf.Variable) -> tf.train.Checkpoint:
 
 
 def _manager(gan: DCGAN, epoch: tf.Variable, folder: Path) -> tf.train.CheckpointManager:
-    # TensorFlow writes each checkpoint's files under temporary names, renames them when complete,
-    # and only then atomically rewrites the small 'checkpoint' file that names the latest one; an
-    # interrupted save therefore leaves the previous checkpoint listed and intact.
+    # TensorFlow stages each checkpoint in a 'ckpt-N_temp' folder, moves the finished files into
+    # place, and only then atomically rewrites the small 'checkpoint' file that names the latest
+    # one. A save killed at any moment leaves the previous checkpoint listed and intact (checked by
+    # killing a saving process at random moments), plus a stale '_temp' folder that train() removes.
     return tf.train.CheckpointManager(_checkpoint(gan, epoch), str(folder / CHECKPOINTS), max_to_keep=2)
 
 
@@ -365,6 +366,8 @@ def train(
             np.save(tmp, fixed_noise)
     epoch_var = tf.Variable(start, dtype=tf.int64)
     manager = _manager(gan, epoch_var, folder) if folder is not None else None
+    for stale in (folder / CHECKPOINTS).glob("*_temp") if folder is not None else ():
+        shutil.rmtree(stale, ignore_errors=True)  # staging folder of a save that was killed
 
     for epoch in range(start + 1, epochs + 1):
         rng, began = _epoch_rng(seed, epoch), time.perf_counter()

@@ -11,12 +11,14 @@ identical outputs from copied weights (``companion.bridge``), this side copies f
 - channels-last flattening: G's dense output is read as (7, 7, 256) and D's features are
   flattened from (7, 7, 128), so the dense weights need no reordering.
 
-Tensors are channels first: images ``(N, 1, 28, 28)`` in [-1, 1] inside the models. The public
-helpers (:meth:`DCGAN.generate`, :meth:`DCGAN.discriminate`, :func:`train`) take and return
+Tensors are channels first: images ``(N, 1, 28, 28)`` in [-1, 1] inside the models (the
+discriminator stores them channels last in memory, for speed). The public helpers
+(:meth:`DCGAN.generate`, :meth:`DCGAN.discriminate`, :func:`train`) take and return
 ``(N, 28, 28)`` arrays in [0, 1], as on the Keras side.
 
-One difference remains and is harmless for training: PyTorch updates a batch norm's running
-variance with the unbiased batch variance, Keras with the biased one (a factor N / (N - 1)).
+Two differences remain, both tiny and harmless for training: PyTorch updates a batch norm's
+running variance with the unbiased batch variance, Keras with the biased one (a factor
+N / (N - 1)), and Adam adds its epsilon after the bias correction in PyTorch, before it in Keras.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ DROPOUT = 0.3
 ADAM_EPSILON = 1e-7  # Keras default
 N_FIXED = 16  # fixed noise vectors behind the per-epoch grids and the GIF
 N_PROBE = 1000  # samples kept at every checkpoint, to measure quality against training steps
-WARMUP_STEPS = 3
 CHECKPOINT = "checkpoint.pt"
 METRICS = ("g_loss", "d_loss", "d_real", "d_fake")
 
