@@ -17,39 +17,35 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from companion.checkpoints import atomic_path, read_json, write_json
-from companion.noise import sample_latent
-from companion.plots import training_gif
-from companion.progress import batches, epoch_line, should_log
+from companion import dcgan_runs
+from companion.dcgan_runs import read_config
 from companion.validation import check_images, check_positive
 
 FRAMEWORK = "tensorflow"
-NOISE_DIM = 100
+# Shared with the PyTorch side through companion.dcgan_runs; re-exported so both modules offer them.
+NOISE_DIM, N_FIXED, N_PROBE, METRICS = (
+    dcgan_runs.NOISE_DIM,
+    dcgan_runs.N_FIXED,
+    dcgan_runs.N_PROBE,
+    dcgan_runs.METRICS,
+)
+CheckpointError = dcgan_runs.CheckpointError
+TrainingDiverged = dcgan_runs.TrainingDiverged
+check_divergence = dcgan_runs.check_divergence
 KERNEL = 5
 LEAKY_SLOPE = 0.3  # the tutorial's LeakyReLU(); Keras 3's layer default, set explicitly on both sides
 BN_EPSILON = 1e-3  # Keras default; PyTorch's is 1e-5
 BN_MOMENTUM = 0.99  # Keras keeps 99% of the running statistics per step (PyTorch momentum=0.01)
 DROPOUT = 0.3
 ADAM_EPSILON = 1e-7  # Keras default, passed to PyTorch's Adam too
-N_FIXED = 16  # fixed noise vectors behind the per-epoch grids and the GIF
-N_PROBE = 1000  # samples kept at every checkpoint, to measure quality against training steps
 CHECKPOINTS = "checkpoints"
-METRICS = ("g_loss", "d_loss", "d_real", "d_fake")
-
-
-class TrainingDiverged(RuntimeError):
-    """Training stopped by the divergence guard; the last checkpoint on disk is still good."""
-
-
-class CheckpointError(RuntimeError):
-    """A run folder or checkpoint is missing, corrupt, or belongs to another model or framework."""
 
 
 def make_generator(noise_dim: int = NOISE_DIM) -> keras.Model:
@@ -185,7 +181,7 @@ class DCGAN:
         return np.concatenate(parts)[:, 0]
 
 
-# --- the run folder: config, history, frames, GIF and checkpoints --------------------------------
+# --- the run folder: the checkpoint is TensorFlow's, the rest is shared with the PyTorch side ---------
 
 
 def _checkpoint(gan: DCGAN, epoch: tf.Variable) -> tf.train.Checkpoint:
@@ -208,7 +204,7 @@ def _manager(gan: DCGAN, epoch: tf.Variable, folder: Path) -> tf.train.Checkpoin
     # TensorFlow stages each checkpoint in a 'ckpt-N_temp' folder, moves the finished files into
     # place, and only then atomically rewrites the small 'checkpoint' file that names the latest
     # one. A save killed at any moment leaves the previous checkpoint listed and intact (checked by
-    # killing a saving process at random moments), plus a stale '_temp' folder that train() removes.
+    # killing a saving process at random moments), plus a stale '_temp' folder, removed by the next run's save.
     return tf.train.CheckpointManager(_checkpoint(gan, epoch), str(folder / CHECKPOINTS), max_to_keep=2)
 
 
@@ -216,23 +212,6 @@ def saved_epoch(out_dir: str | os.PathLike) -> int:
     """The epoch of the latest complete checkpoint in ``out_dir`` (0 when there is none)."""
     latest = tf.train.latest_checkpoint(str(Path(out_dir) / CHECKPOINTS))
     return int(latest.rsplit("-", 1)[1]) if latest else 0
-
-
-def _read_config(folder: Path) -> dict:
-    path = folder / "run.json"
-    if not path.exists():
-        raise CheckpointError(f"{folder} holds no DCGAN run (run.json is missing); train into it first")
-    try:
-        config = read_json(path)
-    except (ValueError, OSError) as err:
-        raise CheckpointError(f"{path} is corrupt ({err}); train into a new folder") from err
-    if not isinstance(config, dict) or config.get("model") != "dcgan":
-        raise CheckpointError(f"{folder} does not hold a DCGAN run")
-    if config.get("framework") != FRAMEWORK:
-        raise CheckpointError(
-            f"{folder} holds a {config.get('framework')} checkpoint; load it with that framework"
-        )
-    return config
 
 
 def _restore(gan: DCGAN, folder: Path) -> int:
@@ -251,10 +230,27 @@ def _restore(gan: DCGAN, folder: Path) -> int:
     return int(epoch.numpy())
 
 
+def _saver(gan: DCGAN, folder: Path) -> Callable[[int], None]:
+    """``save(epoch)`` for the run in ``folder``; one manager for the whole run keeps the last two."""
+    epoch_var = tf.Variable(0, dtype=tf.int64)
+    manager = None
+
+    def save(epoch: int) -> None:
+        nonlocal manager
+        if manager is None:
+            for stale in (folder / CHECKPOINTS).glob("*_temp"):
+                shutil.rmtree(stale, ignore_errors=True)  # staging folder of a save that was killed
+            manager = _manager(gan, epoch_var, folder)
+        epoch_var.assign(epoch)
+        manager.save(checkpoint_number=epoch)
+
+    return save
+
+
 def load(out_dir: str | os.PathLike) -> DCGAN:
     """The trained DCGAN saved in ``out_dir`` by :func:`train` (latest checkpoint)."""
     folder = Path(out_dir)
-    config = _read_config(folder)
+    config = read_config(folder, FRAMEWORK)
     gan = DCGAN(lr=config["lr"], beta1=config["beta1"], noise_dim=config["noise_dim"], jit_compile=False)
     if _restore(gan, folder) == 0:
         raise CheckpointError(f"{folder} has no checkpoint yet; train for at least one epoch")
@@ -267,41 +263,7 @@ def probe_samples(out_dir: str | os.PathLike) -> dict[int, np.ndarray]:
     They come from the same :data:`N_PROBE` noise vectors every time, so quality can be measured
     against training steps after the run.
     """
-    last = saved_epoch(out_dir)
-    found = {}
-    for path in sorted((Path(out_dir) / "probes").glob("epoch_*.npy")):
-        epoch = int(path.stem.split("_")[1])
-        if epoch <= last:  # a file beyond the checkpoint belongs to an interrupted save
-            found[epoch] = np.load(path).astype(np.float32) / 255.0
-    return found
-
-
-def check_divergence(history: dict[str, list[float]], patience: int = 3) -> str | None:
-    """A message when training went wrong, else ``None``.
-
-    Two failures are caught: losses that are no longer finite, and a discriminator that
-    has won outright (mean D(G(z)) below 0.001 for ``patience`` epochs in a row), which
-    leaves the generator almost no gradient to learn from.
-    """
-    last = {name: values[-1] for name, values in history.items() if name in ("g_loss", "d_loss")}
-    if not all(np.isfinite(v) for v in last.values()):
-        return "losses are no longer finite; lower the learning rate or check the input scaling"
-    recent = history["d_fake"][-patience:]
-    if len(recent) == patience and max(recent) < 1e-3:
-        return (
-            f"the discriminator has won: D(G(z)) < 0.001 for {patience} epochs, so G gets no signal; "
-            "lower D's learning rate, add dropout or label smoothing, or restart from a checkpoint"
-        )
-    return None
-
-
-def _empty_history() -> dict[str, list]:
-    return {name: [] for name in (*METRICS, "seconds", "step_seconds")}
-
-
-def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    # Batches and noise depend only on (seed, epoch): a resumed run sees what an unbroken one would.
-    return np.random.default_rng([seed, epoch])
+    return dcgan_runs.probe_samples(Path(out_dir), saved_epoch(out_dir))
 
 
 def train(
@@ -331,104 +293,40 @@ def train(
     means of ``g_loss``, ``d_loss``, ``d_real`` = D(x) and ``d_fake`` = D(G(z)), ``seconds`` per epoch
     and ``step_seconds`` (one list of step durations per epoch).
     """
-    for name, value in (
-        ("epochs", epochs),
-        ("batch_size", batch_size),
-        ("checkpoint_every", checkpoint_every),
-    ):
-        check_positive(name, value, integer=True)
-    if probes != 0:
-        check_positive("probes", probes, integer=True)
-    if steps_per_epoch is not None:
-        check_positive("steps_per_epoch", steps_per_epoch, integer=True)
-    x = check_images(np.asarray(images).reshape(len(images), 28, 28), name="images") * 2.0 - 1.0
-    steps = len(x) // batch_size if steps_per_epoch is None else min(len(x) // batch_size, steps_per_epoch)
-    if steps == 0:
-        raise ValueError(f"batch_size {batch_size} exceeds the {len(x)} training images; use a smaller one")
-
-    config = {"model": "dcgan", "framework": FRAMEWORK, "noise_dim": NOISE_DIM, "batch_size": int(batch_size)}
-    config.update({"lr": float(lr), "beta1": float(beta1), "seed": int(seed)})
-    folder = Path(out_dir) if out_dir is not None else None
+    x, steps = dcgan_runs.prepare_images(
+        images,
+        epochs=epochs,
+        batch_size=batch_size,
+        checkpoint_every=checkpoint_every,
+        steps_per_epoch=steps_per_epoch,
+        probes=probes,
+    )
     gan = gan if gan is not None else DCGAN(lr=lr, beta1=beta1, jit_compile=jit_compile, seed=seed)
-    history = _empty_history()
-    fixed_noise = sample_latent(N_FIXED, NOISE_DIM, seed=seed)
-    probe_noise = sample_latent(probes, NOISE_DIM, seed=seed + 1) if probes else None
-    frames = np.zeros((0, N_FIXED, 28, 28), np.uint8)
-    start = 0
-    if folder is not None and (folder / "run.json").exists():
-        start, history, frames = _resume(gan, folder, config)
-        fixed_noise = np.load(folder / "fixed_noise.npy")
-        print(f"Resuming {folder} from epoch {start}")
-    elif folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "run.json", config)
-        with atomic_path(folder / "fixed_noise.npy", suffix=".npy") as tmp:
-            np.save(tmp, fixed_noise)
-    epoch_var = tf.Variable(start, dtype=tf.int64)
-    manager = _manager(gan, epoch_var, folder) if folder is not None else None
-    for stale in (folder / CHECKPOINTS).glob("*_temp") if folder is not None else ():
-        shutil.rmtree(stale, ignore_errors=True)  # staging folder of a save that was killed
+    folder = Path(out_dir) if out_dir is not None else None
 
-    for epoch in range(start + 1, epochs + 1):
-        rng, began = _epoch_rng(seed, epoch), time.perf_counter()
-        order, totals = rng.permutation(len(x)), dict.fromkeys(METRICS, 0.0)
-        history["step_seconds"].append([])
-        for step in batches(range(steps), total=steps, desc=f"epoch {epoch}/{epochs}"):
-            real = x[order[step * batch_size : (step + 1) * batch_size], ..., None]
-            noise = rng.standard_normal((batch_size, NOISE_DIM), dtype=np.float32)
-            tick = time.perf_counter()
-            metrics = {k: float(v) for k, v in gan.train_step(real, noise).items()}
-            history["step_seconds"][-1].append(time.perf_counter() - tick)
-            for name, value in metrics.items():
-                totals[name] += value / steps
-        for name, value in totals.items():
-            history[name].append(value)
-        history["seconds"].append(time.perf_counter() - began)
-        frame = gan.generate(fixed_noise)
-        frames = np.concatenate([frames, np.round(frame * 255).astype(np.uint8)[None]])
-        problem = check_divergence(history)
-        if problem is not None:
-            last = saved_epoch(folder) if folder is not None else 0
-            raise TrainingDiverged(f"epoch {epoch}: {problem} (last checkpoint: epoch {last})")
-        if should_log(epoch, epochs, log_every):
-            print(epoch_line(epoch, epochs, totals, history["seconds"][-1]))
-        if manager is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
-            epoch_var.assign(epoch)
-            _save(manager, folder, epoch, history, frames, None if probes == 0 else gan.generate(probe_noise))
+    def train_step(real: np.ndarray, noise: np.ndarray) -> dict[str, float]:
+        return {k: float(v) for k, v in gan.train_step(real[..., None], noise).items()}
+
+    backend = dcgan_runs.Backend(
+        framework=FRAMEWORK,
+        train_step=train_step,
+        generate=gan.generate,
+        restore=lambda: _restore(gan, folder),
+        save=_saver(gan, folder),
+        saved_epoch=lambda: saved_epoch(folder),
+    )
+    history = dcgan_runs.train_loop(
+        backend,
+        x,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        beta1=beta1,
+        seed=seed,
+        out_dir=folder,
+        checkpoint_every=checkpoint_every,
+        probes=probes,
+        log_every=log_every,
+    )
     return gan, history
-
-
-def _resume(gan: DCGAN, folder: Path, config: dict) -> tuple[int, dict, np.ndarray]:
-    saved = _read_config(folder)
-    for key in ("noise_dim", "batch_size", "lr", "beta1", "seed"):
-        if saved.get(key) != config[key]:
-            raise CheckpointError(
-                f"{folder} was trained with {key}={saved.get(key)}, not {config[key]}; "
-                f"pass {saved.get(key)} or choose a new output folder"
-            )
-    start = _restore(gan, folder)
-    history = read_json(folder / "history.json") if start else _empty_history()
-    # The history may run ahead of the checkpoint if a run died between the two writes.
-    history = {name: values[:start] for name, values in history.items()}
-    frames = np.load(folder / "frames.npy")[:start] if start else np.zeros((0, N_FIXED, 28, 28), np.uint8)
-    return start, history, frames
-
-
-def _save(
-    manager: tf.train.CheckpointManager,
-    folder: Path,
-    epoch: int,
-    history: dict,
-    frames: np.ndarray,
-    probes: np.ndarray | None,
-) -> None:
-    """History, frames and probes first, then the checkpoint: a resume trims whatever runs ahead of it."""
-    write_json(folder / "history.json", history)
-    with atomic_path(folder / "frames.npy", suffix=".npy") as tmp:
-        np.save(tmp, frames)
-    if probes is not None:
-        with atomic_path(folder / "probes" / f"epoch_{epoch:04d}.npy", suffix=".npy") as tmp:
-            np.save(tmp, np.round(probes * 255).astype(np.uint8))
-    manager.save(checkpoint_number=epoch)
-    with atomic_path(folder / "training.gif", suffix=".gif") as tmp:
-        training_gif(list(frames.astype(np.float32) / 255.0), tmp)
