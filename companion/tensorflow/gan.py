@@ -24,18 +24,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from companion import toy
+from companion import gan_loops, toy
 from companion.divergence import GanDivergedError as GanDivergedError  # re-exported for users of this module
 from companion.divergence import check_finite
 from companion.noise import sample_latent
 from companion.progress import batches, epoch_line, should_log
-from companion.validation import check_images, check_positive
+from companion.validation import check_positive
 
 NOISE_DIM, HIDDEN, IMAGE_DIM = 128, 256, 784
 LEARNING_RATE, BETA_1, EPSILON = 2e-4, 0.5, 1e-7  # beta_1 0.5: less momentum, a calmer alternating game
 BATCH_SIZE = 100
 LEAKY_SLOPE = 0.2
-VARIANTS = ("non_saturating", "saturating")
+VARIANTS = gan_loops.VARIANTS
 TOY_HIDDEN, TOY_BATCH_SIZE = 32, 256
 TOY_D_LEARNING_RATE = 1e-2  # fitting D with G fixed: fast, then a tenth of it to settle
 TOY_GAN_LEARNING_RATE = 2e-3
@@ -211,15 +211,15 @@ def discriminate(discriminator: keras.Model, x: np.ndarray) -> np.ndarray:
     return tf.sigmoid(logits).numpy().reshape(-1)
 
 
-def _check_gan_args(images: np.ndarray, epochs: int, batch_size: int, variant: str) -> np.ndarray:
-    x = check_images(images, name="images", shape=(IMAGE_DIM,))
-    check_positive("epochs", epochs, integer=True)
-    check_positive("batch_size", batch_size, integer=True)
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if batch_size > len(x):
-        raise ValueError(f"batch_size {batch_size} exceeds the {len(x)} images; pass a smaller batch_size")
-    return x
+def _numpy_step(generator, discriminator, g_opt, d_opt, variant: str):  # noqa: ANN001
+    """:func:`train_step` for NumPy batches, returning float metrics (what ``companion.gan_loops`` calls)."""
+
+    def step(real: np.ndarray, d_noise: np.ndarray, g_noise: np.ndarray) -> dict[str, float]:
+        tensors = [tf.convert_to_tensor(a) for a in (real, d_noise, g_noise)]
+        metrics = train_step(generator, discriminator, g_opt, d_opt, *tensors, variant)
+        return {name: float(value) for name, value in metrics.items()}
+
+    return step
 
 
 def train_gan(
@@ -246,35 +246,23 @@ def train_gan(
     discriminator's own rate. A NaN/inf loss raises :class:`GanDivergedError`.
     The last incomplete batch of each epoch is dropped so every step sees ``batch_size`` images.
     """
-    x = _check_gan_args(images, epochs, batch_size, variant)
+    x = gan_loops.check_gan_args(images, epochs, batch_size, variant)
     generator = generator or build_generator(noise_dim)
     discriminator = discriminator or build_discriminator()
     g_opt, d_opt = make_optimizers(generator, discriminator, learning_rate, d_learning_rate)
-    rng = np.random.default_rng(seed)
-    fixed = sample_latent(16, noise_dim, seed=seed + 1) if fixed_noise is None else fixed_noise
-    run = GanRun(generator, discriminator, {k: [] for k in ("d_loss", "g_loss", "d_real", "d_fake")})
-    run.samples[0] = generate(generator, fixed)
-    steps = len(x) // batch_size
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        tick, order, sums = time.perf_counter(), rng.permutation(len(x)), dict.fromkeys(run.history, 0.0)
-        for step in batches(range(steps), steps, f"epoch {epoch}/{epochs}"):
-            real = tf.convert_to_tensor(x[order[step * batch_size : (step + 1) * batch_size]])
-            d_noise = tf.convert_to_tensor(sample_latent(batch_size, noise_dim, seed=rng))
-            g_noise = tf.convert_to_tensor(sample_latent(batch_size, noise_dim, seed=rng))
-            metrics = train_step(generator, discriminator, g_opt, d_opt, real, d_noise, g_noise, variant)
-            values = {name: float(value) for name, value in metrics.items()}
-            check_finite(values, epoch, step)
-            for name in sums:
-                sums[name] += values[name] / steps
-        for name, value in sums.items():
-            run.history[name].append(value)
-        if epoch % sample_every == 0 or epoch == epochs:
-            run.samples[epoch] = generate(generator, fixed)
-        if should_log(epoch, epochs, log_every):
-            print(epoch_line(epoch, epochs, sums, time.perf_counter() - tick))
-    run.seconds = time.perf_counter() - start
-    return run
+    history, samples, seconds = gan_loops.fit_mlp_gan(
+        _numpy_step(generator, discriminator, g_opt, d_opt, variant),
+        lambda noise: generate(generator, noise),
+        x,
+        epochs=epochs,
+        batch_size=batch_size,
+        noise_dim=noise_dim,
+        seed=seed,
+        fixed_noise=fixed_noise,
+        sample_every=sample_every,
+        log_every=log_every,
+    )
+    return GanRun(generator, discriminator, history, samples, seconds)
 
 
 # --------------------------------------------------------------------------- the old Keras idiom
@@ -350,7 +338,7 @@ def train_gan_keras_idiom(
     ``d_real``/``d_fake`` (D's mean outputs on the last batch of the epoch) and ``d_change``/
     ``g_change``: the largest absolute change of any D / G weight during the epoch.
     """
-    x = _check_gan_args(images, epochs, batch_size, "non_saturating")
+    x = gan_loops.check_gan_args(images, epochs, batch_size, "non_saturating")
     generator = generator or build_generator(noise_dim)
     discriminator = discriminator or build_discriminator()
     combined = keras_combined_model(generator, discriminator, learning_rate)
@@ -479,36 +467,17 @@ def train_toy_gan(
     batches), plus ``snapshots``: ``(step, samples)`` pairs of ``n_snapshot`` generated points
     (float32 (n,)) at each step listed in ``snapshot_steps``.
     """
-    check_positive("steps", steps, integer=True)
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    gan_loops.check_variant(variant)
     g_opt, d_opt = _adam(learning_rate, generator), _adam(learning_rate, discriminator)
-    rng = np.random.default_rng(seed)
-    probe_real, probe_noise = toy.sample_data(2000, seed + 1), toy.sample_noise(2000, seed + 2)
-    snapshot_noise = toy.sample_noise(n_snapshot, seed + 3)
-    history: dict[str, list] = {
-        k: [] for k in ("step", "scale", "shift", "jsd", "d_real", "d_fake", "snapshots")
-    }
-
-    def record(step: int) -> None:
-        scale, shift = toy_generator_params(generator)
-        history["step"].append(step)
-        history["scale"].append(scale)
-        history["shift"].append(shift)
-        history["jsd"].append(toy.toy_jsd(scale, shift) if scale != 0 else float(np.log(2)))
-        history["d_real"].append(float(discriminate(discriminator, probe_real).mean()))
-        history["d_fake"].append(float(discriminate(discriminator, generate(generator, probe_noise)).mean()))
-
-    for step in range(steps + 1):
-        if step in snapshot_steps:
-            history["snapshots"].append((step, generate(generator, snapshot_noise).reshape(-1)))
-        if step % record_every == 0 or step == steps:
-            record(step)
-        if step == steps:
-            break
-        real = tf.convert_to_tensor(toy.sample_data(batch_size, rng))
-        d_noise = tf.convert_to_tensor(toy.sample_noise(batch_size, rng))
-        g_noise = tf.convert_to_tensor(toy.sample_noise(batch_size, rng))
-        values = train_step(generator, discriminator, g_opt, d_opt, real, d_noise, g_noise, variant)
-        check_finite({k: float(v) for k, v in values.items()}, 1, step)
-    return history
+    return gan_loops.play_toy_game(
+        _numpy_step(generator, discriminator, g_opt, d_opt, variant),
+        lambda noise: generate(generator, noise),
+        lambda x: discriminate(discriminator, x),
+        lambda: toy_generator_params(generator),
+        steps=steps,
+        batch_size=batch_size,
+        record_every=record_every,
+        snapshot_steps=snapshot_steps,
+        n_snapshot=n_snapshot,
+        seed=seed,
+    )
