@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import companion
-from companion import metrics
+from companion.evaluation import metrics
 
 SEED = 0
 N_VAL = 500
@@ -63,18 +63,18 @@ GROUPS = {
 
 
 def framework(name: str):
-    """The (autoencoders, training) modules of one framework."""
+    """The autoencoders module of one framework."""
     if name == "tensorflow":
-        from companion.tensorflow import autoencoders, training
+        from companion.tensorflow import autoencoders
     else:
-        from companion.torch import autoencoders, training
-    return autoencoders, training
+        from companion.torch import autoencoders
+    return autoencoders
 
 
 def set_threads(threads: int, frameworks: list[str]) -> None:
     """Use ``threads`` CPU threads in each framework; must run before any training."""
     if "tensorflow" in frameworks:
-        import companion.tensorflow  # noqa: F401 - imports TensorFlow with its start-up log silenced
+        import companion.tensorflow
 
         tf = companion.settings.import_tensorflow_quietly()  # already loaded: returns the module
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -87,7 +87,7 @@ def set_threads(threads: int, frameworks: list[str]) -> None:
 
 def run(name: str, recipe: Recipe, data: dict[str, np.ndarray]) -> dict[str, float]:
     """Train one recipe in one framework; score it on the test images."""
-    ae, train = framework(name)
+    ae = framework(name)
     companion.seed_everything(SEED)
     model = ae.build_autoencoder(recipe.kind, recipe.code_size)
 
@@ -96,7 +96,7 @@ def run(name: str, recipe: Recipe, data: dict[str, np.ndarray]) -> dict[str, flo
         return x.reshape(len(x), *model.example_shape)
 
     began = time.perf_counter()
-    history = train.fit_autoencoder(
+    history = ae.fit_autoencoder(
         model,
         layout(data["train"]),
         layout(data["val"]),

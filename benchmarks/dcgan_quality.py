@@ -11,7 +11,7 @@ MNIST training set, when the official test set is the reference; the subset's 4,
 otherwise): a generator cannot be expected to beat it.
 
 Columns: ``FD`` Frechet distance between Gaussians fitted to the 128 hidden features of
-``companion.classifier`` (lower is better); ``min/max share`` the rarest and commonest predicted digit
+``companion.evaluation.classifier`` (lower is better); ``min/max share`` the rarest and commonest predicted digit
 (0.100 each for a perfectly balanced set); ``classes >= 5%`` how many digits get at least 5% of the
 samples; ``confidence`` the classifier's mean top probability (blurry or malformed digits lower it).
 """
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from companion import classifier, metrics
 from companion.data import load_mnist
+from companion.evaluation import classifier, metrics
 from companion.noise import sample_latent
 
 
@@ -89,7 +89,7 @@ def main() -> None:
         dcgan = importlib.import_module(f"companion.{framework}.dcgan")
         gan = dcgan.load(folder)
         history = json.loads((folder / "history.json").read_text())
-        steps = sum(len(epoch) for epoch in history["step_seconds"])
+        steps = int(sum(history["steps"]))
         began = time.perf_counter()
         images = gan.generate(sample_latent(args.n, gan.noise_dim, seed=args.seed))
         rows[f"{framework} DCGAN ({len(history['g_loss'])} epochs, {steps:,} steps)"] = scores(

@@ -62,9 +62,11 @@ def tutorial_step(batch_size: int, noise_dim: int = 100):
             disc_loss = discriminator_loss(real_output, fake_output)
         gradients_of_generator = gen_tape.gradient(gen_loss, generator.trainable_variables)
         gradients_of_discriminator = disc_tape.gradient(disc_loss, discriminator.trainable_variables)
-        generator_optimizer.apply_gradients(zip(gradients_of_generator, generator.trainable_variables))
+        generator_optimizer.apply_gradients(
+            zip(gradients_of_generator, generator.trainable_variables, strict=True)
+        )
         discriminator_optimizer.apply_gradients(
-            zip(gradients_of_discriminator, discriminator.trainable_variables)
+            zip(gradients_of_discriminator, discriminator.trainable_variables, strict=True)
         )
         return gen_loss
 
@@ -91,8 +93,11 @@ def make_step(variant: str, images: np.ndarray, noise: np.ndarray):
 
     from companion.torch import dcgan
 
-    gan = dcgan.DCGAN(channels_last=variant != "torch-nchw", compile=variant == "torch-compile")
-    x, z = gan.images_to_tensor(images), torch.from_numpy(noise)
+    gan = dcgan.DCGAN(jit_compile=variant == "torch-compile")
+    memory = torch.contiguous_format if variant == "torch-nchw" else torch.channels_last
+    gan.discriminator.to(memory_format=memory)
+    x = torch.from_numpy(images[:, None]).to(gan.device).contiguous(memory_format=memory)
+    z = torch.from_numpy(noise).to(gan.device)
     if variant == "torch-bf16":
 
         def step() -> float:
@@ -117,7 +122,7 @@ def main() -> None:
     import companion
 
     if any(not v.startswith("torch") for v in args.only):
-        import companion.tensorflow  # noqa: F401 - sets the Keras backend and silences the C++ logs
+        import companion.tensorflow
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (args.batch_size, 28, 28)).astype(np.float32)
     noise = rng.standard_normal((args.batch_size, 100)).astype(np.float32)

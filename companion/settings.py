@@ -11,17 +11,39 @@ import os
 import random
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
+
+from companion.validation import InputError
 
 QUICK_ENV = "COMPANION_QUICK"
 T = TypeVar("T")
 
 
+SOURCE_ENV = "COMPANION_DATA"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off environment variable, read strictly: a value that is neither says so instead of
+    silently meaning "off"."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InputError(f"{name}={raw!r} is not understood; set it to 1 (on) or 0 (off), or unset it")
+
+
 def quick_mode() -> bool:
-    """True when ``COMPANION_QUICK`` is set to 1/true/yes (case-insensitive)."""
-    return os.environ.get(QUICK_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    """True when ``COMPANION_QUICK`` is 1/true/yes/on; 0/false/no/off or unset means full mode."""
+    return env_flag(QUICK_ENV, False)
 
 
 def pick(full: T, quick: T) -> T:
@@ -38,13 +60,21 @@ def progress_bars() -> bool:
     Book execution and the tests turn them off so that stored outputs hold one
     readable line per epoch instead of carriage-return noise.
     """
-    return os.environ.get(PROGRESS_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    return env_flag(PROGRESS_ENV, True)
+
+
+def default_source() -> str:
+    """``"subset"`` in quick mode, else ``$COMPANION_DATA`` (``auto`` or ``subset``), else ``auto``."""
+    if quick_mode():
+        return "subset"
+    env = os.environ.get(SOURCE_ENV, "auto").strip().lower() or "auto"
+    if env not in ("auto", "subset"):
+        raise InputError(f"{SOURCE_ENV} must be 'auto' or 'subset', got {env!r}")
+    return env
 
 
 def describe_run() -> str:
     """One line for the top of a chapter: the mode and the data source in use."""
-    from companion.data import default_source
-
     return f"mode: {mode_name()} | data source: {default_source()}"
 
 
@@ -72,7 +102,7 @@ def silence_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def import_tensorflow_quietly():  # noqa: ANN201 - returns the tensorflow module
+def import_tensorflow_quietly():
     """Import TensorFlow with its C++ start-up banner removed from stderr.
 
     File descriptor 2 is captured while TensorFlow loads; every captured line that
@@ -81,12 +111,21 @@ def import_tensorflow_quietly():  # noqa: ANN201 - returns the tensorflow module
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     silence_tensorflow()
+    with quiet_native_stderr(_TF_STARTUP_NOISE):
+        import tensorflow
+    return tensorflow
+
+
+@contextmanager
+def quiet_native_stderr(known: tuple[str, ...]) -> Iterator[None]:
+    """Hide the lines containing any of ``known`` that native code (TensorFlow's C++ runtime) writes
+    to file descriptor 2 while inside; every other line is written back, so real problems still show."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow
+            yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -94,11 +133,10 @@ def import_tensorflow_quietly():  # noqa: ANN201 - returns the tensorflow module
             kept = [
                 line
                 for line in capture.read().decode(errors="replace").splitlines()
-                if line.strip() and not any(noise in line for noise in _TF_STARTUP_NOISE)
+                if line.strip() and not any(noise in line for noise in known)
             ]
-    if kept:
-        print("\n".join(kept), file=sys.stderr)
-    return tensorflow
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
+class InputError(ValueError):
+    """A bad argument or input array; the message names the problem and the fix."""
+
+
 def check_images(
     x: np.ndarray,
     *,
@@ -18,24 +22,26 @@ def check_images(
     """
     x = np.asarray(x)
     if x.size == 0 or x.ndim == 0 or len(x) == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape}); pass at least one example")
+        raise InputError(f"{name} is empty (shape {x.shape}); pass at least one example")
     if not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
+        raise InputError(f"{name} must be numeric, got dtype {x.dtype}")
     if shape is not None:
         example = x.shape[1:]
-        if len(example) != len(shape) or any(s is not None and s != e for s, e in zip(shape, example)):
+        if len(example) != len(shape) or any(
+            s is not None and s != e for s, e in zip(shape, example, strict=True)
+        ):
             want = "(N, " + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-            raise ValueError(
+            raise InputError(
                 f"{name} has shape {x.shape}, expected {want}; "
                 "load_mnist(layout=...) gives 'flat', 'nhwc' (TensorFlow) or 'nchw' (PyTorch)"
             )
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values; clean or drop those examples")
+        raise InputError(f"{name} contains NaN or infinite values; clean or drop those examples")
     lo, hi = value_range
     if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
         hint = " (0-255 pixels? divide by 255 or use load_mnist(scale='unit'))" if x.max() > 1.5 else ""
-        raise ValueError(f"{name} must lie in [{lo}, {hi}], got [{x.min():.3g}, {x.max():.3g}]{hint}")
+        raise InputError(f"{name} must lie in [{lo}, {hi}], got [{x.min():.3g}, {x.max():.3g}]{hint}")
     return x
 
 
@@ -46,4 +52,4 @@ def check_positive(name: str, value: float, *, integer: bool = False) -> None:
         ok = float(value).is_integer()
     if not ok or not np.isfinite(value) or value <= 0:
         kind = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise InputError(f"{name} must be {kind}, got {value!r}")

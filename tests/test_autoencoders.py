@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 
 import companion
-from companion import bridge, metrics
+from companion import bridge
+from companion.evaluation import metrics
 from companion.tensorflow import autoencoders as tf_ae
 from companion.tensorflow import training as tf_train
 from companion.torch import autoencoders as pt_ae
 from companion.torch import training as pt_train
+from companion.training import tasks
+from companion.validation import InputError
 
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
@@ -46,17 +49,34 @@ def flat(x: np.ndarray) -> np.ndarray:
 def test_same_names_on_both_sides() -> None:
     for name in [
         "Autoencoder",
+        "KINDS",
         "build_autoencoder",
+        "dense_autoencoder",
+        "deep_autoencoder",
+        "conv_autoencoder",
         "encode",
         "decode",
         "reconstruct",
         "reconstruction_loss",
+        "count_parameters",
+        "autoencoder_step",
+        "evaluate_loss",
+        "fit_autoencoder",
+        "load_autoencoder",
     ]:
         assert hasattr(tf_ae, name) and hasattr(pt_ae, name), name
-    for name in ["fit_autoencoder", "evaluate_loss", "save_checkpoint", "load_checkpoint", "make_optimizer"]:
+    for name in ["Trainer", "make_adam", "FRAMEWORK"]:
         assert hasattr(tf_train, name) and hasattr(pt_train, name), name
-    assert tf_train.ADAM_EPSILON == pt_train.ADAM_EPSILON
-    assert tf_train.ADAM_BETAS == pt_train.ADAM_BETAS
+    assert tf_ae.KINDS == pt_ae.KINDS == tuple(KINDS)
+    assert {tf_train.FRAMEWORK, pt_train.FRAMEWORK} == {"tensorflow", "torch"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_builders_record_their_kind(kind: str) -> None:
+    for module in (tf_ae, pt_ae):
+        model = module.build_autoencoder(kind, 6)
+        assert model.kind == kind and model.code_size == 6
+        assert getattr(module, f"{kind}_autoencoder")(3).kind == kind
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -107,7 +127,8 @@ def test_losses_agree_on_the_same_batch(kind: str, digits: np.ndarray) -> None:
     reference = metrics.mse(flat(xk), flat(tf_ae.reconstruct(k, xk)))  # the plain NumPy definition
     assert abs(loss_k - loss_t) <= 1e-6
     assert abs(loss_k - reference) <= 1e-6
-    assert abs(tf_train.evaluate_loss(k, xk) - pt_train.evaluate_loss(t, xt)) <= 1e-6
+    assert abs(tf_ae.evaluate_loss(k, xk) - pt_ae.evaluate_loss(t, xt)) <= 1e-6
+    assert abs(tf_ae.evaluate_loss(k, xk) - reference) <= 1e-6
 
 
 def _train_from_the_same_start(kind: str, digits: np.ndarray) -> tuple[dict, dict, float]:
@@ -116,8 +137,8 @@ def _train_from_the_same_start(kind: str, digits: np.ndarray) -> tuple[dict, dic
     bridge.keras_to_torch(k, t)
     xk, xt = keras_layout(k, digits), torch_layout(t, digits)
     settings = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "noise": 0.3, "seed": 5, "log_every": 0}
-    h_k = tf_train.fit_autoencoder(k, xk, **settings)
-    h_t = pt_train.fit_autoencoder(t, xt, **settings)
+    h_k = tf_ae.fit_autoencoder(k, xk, **settings)
+    h_t = pt_ae.fit_autoencoder(t, xt, **settings)
     return h_k, h_t, float(np.abs(flat(tf_ae.reconstruct(k, xk)) - flat(pt_ae.reconstruct(t, xt))).max())
 
 
@@ -131,11 +152,21 @@ def test_same_start_same_batches_train_to_the_same_model(kind: str, digits: np.n
     loops must train the same model (up to float32 round-off, which Adam's normalised steps
     amplify a little over the 8 steps).
     """
-    monkeypatch.setattr(tf_train, "ADAM_EPSILON", 1e-12)
-    monkeypatch.setattr(pt_train, "ADAM_EPSILON", 1e-12)
+    monkeypatch.setitem(tasks.AE_ADAM, "epsilon", 1e-12)  # both sides read it when they build Adam
     h_k, h_t, max_diff = _train_from_the_same_start(kind, digits)
+    assert h_k["steps"] == h_t["steps"] == [4, 4]
     np.testing.assert_allclose(h_k["train"], h_t["train"], rtol=1e-4)
     assert max_diff <= 1e-3
+
+
+def test_the_shared_adam_settings_reach_both_optimisers() -> None:
+    k, t = tf_ae.dense_autoencoder(4), pt_ae.dense_autoencoder(4)
+    k_opt = tf_train.make_adam(k, 1e-3, **tasks.AE_ADAM)
+    t_opt = pt_train.make_adam(t, 1e-3, **tasks.AE_ADAM)
+    group = t_opt.param_groups[0]
+    assert group["eps"] == pytest.approx(float(k_opt.epsilon)) == pytest.approx(tasks.AE_ADAM["epsilon"])
+    assert group["betas"] == pytest.approx((float(k_opt.beta_1), float(k_opt.beta_2)))
+    assert group["lr"] == pytest.approx(float(k_opt.learning_rate))
 
 
 def test_torch_conv_flattens_channels_last() -> None:
@@ -156,3 +187,27 @@ def test_bad_code_size_is_rejected(bad) -> None:
         pt_ae.build_autoencoder("vae", 8)
     with pytest.raises(ValueError, match="kind must be one of"):
         tf_ae.build_autoencoder("vae", 8)
+
+
+def _bad_images(module, model, digits: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    layout = keras_layout if module is tf_ae else torch_layout
+    x = layout(model, digits[:4])
+    nan = x.copy()
+    nan.reshape(-1)[5] = np.nan
+    wrong = x.reshape(4, -1) if len(model.example_shape) > 1 else x.reshape(4, 28, 28)
+    return [(x * 255.0, "divide by 255"), (nan, "NaN"), (wrong, "shape"), (x[:0], "empty")]
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+@pytest.mark.parametrize("module", [tf_ae, pt_ae], ids=["tensorflow", "torch"])
+def test_encode_and_reconstruct_validate_their_input(module, kind: str, digits: np.ndarray) -> None:
+    model = module.build_autoencoder(kind, 4)
+    for bad, message in _bad_images(module, model, digits):
+        for function in (module.encode, module.reconstruct):
+            with pytest.raises(InputError, match=message):
+                function(model, bad)
+    with pytest.raises(InputError, match="shape"):
+        module.decode(model, np.zeros((3, 5), np.float32))  # code_size is 4
+    with pytest.raises(InputError, match="NaN"):
+        module.decode(model, np.full((3, 4), np.nan, np.float32))
+    assert module.decode(model, np.full((2, 4), 50.0, np.float32)).shape == (2, *model.example_shape)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from companion import classifier, load_mnist
-from companion.metrics import class_coverage
+from companion import load_mnist
+from companion.evaluation import classifier
+from companion.evaluation.metrics import class_coverage
 
 ACCURACY_FLOOR = 0.88  # an MLP on the 4,000-image subset scores about 0.93 on the 1,000 held-out images
 

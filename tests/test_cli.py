@@ -1,4 +1,5 @@
-"""``python -m companion``: help, one-line errors, and a train / resume / sample round trip on both sides."""
+"""``python -m companion``: help, exit codes and one-line errors, and dry-run train / resume / sample /
+evaluate round trips (dcgan and mlp-gan in PyTorch, the autoencoder in TensorFlow)."""
 
 import json
 import re
@@ -10,46 +11,88 @@ import pytest
 
 from companion import cli
 
-
-def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "companion", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
+SECONDS = re.compile(r"^seconds/step: \d+\.\d{3}$")
 
 
-def _one_error_line(stderr: str) -> str:
+@pytest.fixture(autouse=True)
+def _no_progress_bars(monkeypatch):
+    # --quiet sets COMPANION_PROGRESS in this process; monkeypatch puts the old value back afterwards.
+    monkeypatch.setenv("COMPANION_PROGRESS", "0")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``cli.main(argv)`` in this process: ``(exit status, stdout, stderr)``."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse: --help (0) and bad flags (2)
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     return lines[0]
 
 
-def test_help_documents_every_flag():
+# ---------------------------------------------------------------------- help and start-up
+
+
+def test_help_documents_every_flag(capsys):
     for verb, flags in (
         (
             "train",
-            ["--framework", "--epochs", "--batch-size", "--seed", "--data", "--out", "--recipe", "--lr"],
+            [
+                *("--framework", "--epochs", "--batch-size", "--seed", "--data", "--out", "--recipe", "--lr"),
+                *("--dry-run", "--overwrite", "--device", "--traceback", "--quiet", "--checkpoint-every"),
+            ],
         ),
-        ("sample", ["--framework", "--checkpoint", "--n", "--out", "--seed"]),
+        ("sample", ["--framework", "--checkpoint", "--n", "--out", "--seed", "--device"]),
+        ("evaluate", ["--framework", "--checkpoint", "--n", "--seed"]),
     ):
-        result = _run(verb, "--help")
-        assert result.returncode == 0 and not result.stderr
+        code, out, err = run_cli(capsys, verb, "--help")
+        assert code == 0 and not err
         for flag in flags:
-            assert flag in result.stdout, (verb, flag)
-        parser = cli.build_parser()
-        sub = parser._subparsers._group_actions[0].choices[verb]  # every option has a help text
-        assert all(action.help for action in sub._actions), verb
-    assert "train" in _run("--help").stdout
+            assert flag in out, (verb, flag)
+        for model in cli.MODELS:
+            assert model in out, (verb, model)
+        sub = cli.build_parser()._subparsers._group_actions[0].choices[verb]
+        assert all(action.help for action in sub._actions), verb  # every option has a help text
+    assert set(cli.MODELS) == {"autoencoder", "denoising", "mlp-gan", "dcgan"}
 
 
-def test_parsing_imports_no_framework():
-    code = (
-        "import sys; from companion import cli; cli.build_parser().parse_args("
-        "['train', 'dcgan', '--framework', 'torch', '--out', 'x']); "
+def test_module_entry_point_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "companion", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and not result.stderr
+    assert "train" in result.stdout and "sample" in result.stdout and "evaluate" in result.stdout
+
+
+def _modules_after(code: str) -> str:
+    script = (
+        f"import sys; from companion import cli; {code}; "
         "print(sorted(m for m in ('tensorflow', 'torch', 'keras') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_parsing_and_early_errors_import_no_framework(tmp_path):
+    parse = "cli.build_parser().parse_args(['train', 'dcgan', '--framework', 'torch', '--out', 'x'])"
+    assert _modules_after(parse) == "[]"
+    # Too many samples is refused before anything is loaded.
+    refused = (
+        "assert cli.main(['sample', 'dcgan', '--framework', 'tensorflow', '--checkpoint', "
+        f"{str(tmp_path / 'nowhere')!r}, '--n', '2000000', '--out', 's.npy']) == 1"
+    )
+    assert _modules_after(refused) == "[]"
+
+
+# ---------------------------------------------------------------------- bad command lines
 
 
 def _fake_run(folder, framework="torch", model="dcgan", **settings):
@@ -64,107 +107,252 @@ def _corrupt_run(folder):
     return str(folder)
 
 
-BAD = {
+TRAIN = ["train", "dcgan", "--framework", "torch"]
+SAMPLE = ["sample", "dcgan", "--framework", "torch"]
+
+BAD_FLAGS = {  # argparse refuses these: exit status 2
     "no verb": lambda tmp: [],
     "unknown verb": lambda tmp: ["fit", "dcgan"],
-    "unknown model": lambda tmp: ["train", "vae", "--framework", "torch", "--out", str(tmp / "o")],
-    "unknown framework": lambda tmp: ["train", "dcgan", "--framework", "jax", "--out", str(tmp / "o")],
-    "missing --out": lambda tmp: ["train", "dcgan", "--framework", "torch"],
-    "zero epochs": lambda tmp: ["train", "dcgan", "--framework", "torch", "--epochs", "0", "--out", "o"],
-    "negative batch": lambda tmp: ["train", "dcgan", "--framework", "torch", "--batch-size", "-8", "--out", "o"],
-    "text batch": lambda tmp: ["train", "dcgan", "--framework", "torch", "--batch-size", "big", "--out", "o"],
-    "bad beta1": lambda tmp: ["train", "dcgan", "--framework", "torch", "--beta1", "1.5", "--out", "o"],
-    "bad data": lambda tmp: ["train", "dcgan", "--framework", "torch", "--data", "web", "--out", "o"],
-    "unknown flag": lambda tmp: ["train", "dcgan", "--framework", "torch", "--out", "o", "--fast"],
-    "zero samples": lambda tmp: ["sample", "dcgan", "--framework", "torch", "--checkpoint", "c", "--n", "0", "--out", "s.npy"],
-    "missing checkpoint": lambda tmp: [
-        "sample", "dcgan", "--framework", "torch", "--checkpoint", str(tmp / "nowhere"), "--out", "s.npy"
-    ],
-    "folder without run": lambda tmp: ["sample", "dcgan", "--framework", "torch", "--checkpoint", str(tmp), "--out", "s.npy"],
-    "other framework's run": lambda tmp: [
-        "sample", "dcgan", "--framework", "tensorflow", "--checkpoint", _fake_run(tmp / "r"), "--out", "s.npy"
-    ],
-    "other model's run": lambda tmp: [
-        "sample", "dcgan", "--framework", "torch", "--checkpoint", _fake_run(tmp / "r", model="vae"), "--out", "s.npy"
-    ],
-    "train into other framework's run": lambda tmp: [
-        "train", "dcgan", "--framework", "tensorflow", "--out", _fake_run(tmp / "r")
-    ],
-    "resume with another batch size": lambda tmp: [
-        "train", "dcgan", "--framework", "torch", "--out", _fake_run(tmp / "r", batch_size=128)
-    ],
-    "corrupt run.json": lambda tmp: [
-        "sample", "dcgan", "--framework", "torch", "--checkpoint", _corrupt_run(tmp / "r"), "--out", "s.npy"
-    ],
-    "out is not .npy": lambda tmp: [
-        "sample", "dcgan", "--framework", "torch", "--checkpoint", _fake_run(tmp / "r"), "--out", "s.txt"
-    ],
+    "unknown model": lambda tmp: ["train", "vae", "--framework", "torch", "--out", "o"],
+    "unknown framework": lambda tmp: ["train", "dcgan", "--framework", "jax", "--out", "o"],
+    "missing framework": lambda tmp: ["train", "dcgan", "--out", "o"],
+    "missing --out": lambda tmp: TRAIN,
+    "zero epochs": lambda tmp: [*TRAIN, "--epochs", "0", "--out", "o"],
+    "negative batch": lambda tmp: [*TRAIN, "--batch-size", "-8", "--out", "o"],
+    "text batch": lambda tmp: [*TRAIN, "--batch-size", "big", "--out", "o"],
+    "infinite lr": lambda tmp: [*TRAIN, "--lr", "inf", "--out", "o"],
+    "bad beta1": lambda tmp: [*TRAIN, "--beta1", "1.5", "--out", "o"],
+    "bad data": lambda tmp: [*TRAIN, "--data", "web", "--out", "o"],
+    "bad recipe": lambda tmp: [*TRAIN, "--recipe", "paper", "--out", "o"],
+    "unknown flag": lambda tmp: [*TRAIN, "--out", "o", "--fast"],
+    "zero samples": lambda tmp: [*SAMPLE, "--checkpoint", "c", "--n", "0", "--out", "s.npy"],
+    "sample without --out": lambda tmp: [*SAMPLE, "--checkpoint", "c"],
+}
+
+KNOWN_ERRORS = {  # reported in one line, exit status 1: (arguments, words the line must hold)
+    "empty --out": (lambda tmp: [*TRAIN, "--out", ""], "--out needs a folder name"),
+    "--out is a file": (lambda tmp: [*TRAIN, "--out", tmp / "s.npy"], "is a file"),
+    "tutorial recipe for mlp-gan": (
+        lambda tmp: ["train", "mlp-gan", "--framework", "torch", "--recipe", "tutorial", "--out", "o"],
+        "--recipe tutorial exists for dcgan only",
+    ),
+    "--kind for dcgan": (lambda tmp: [*TRAIN, "--kind", "conv", "--out", "o"], "--kind is for"),
+    "--noise for autoencoder": (
+        lambda tmp: ["train", "autoencoder", "--framework", "torch", "--noise", "0.3", "--out", "o"],
+        "--noise is for denoising only",
+    ),
+    "train into other framework's run": (
+        lambda tmp: ["train", "dcgan", "--framework", "tensorflow", "--out", _fake_run(tmp / "r")],
+        "holds a torch run; use that framework (--framework torch)",
+    ),
+    "train into other model's run": (
+        lambda tmp: [*TRAIN, "--out", _fake_run(tmp / "r", model="mlp-gan")],
+        "holds a 'mlp-gan' run, not 'dcgan'",
+    ),
+    "resume with another batch size": (
+        lambda tmp: [*TRAIN, "--out", _fake_run(tmp / "r", batch_size=128, seed=0)],
+        "was trained with --batch-size 128, not 64; pass --batch-size 128",
+    ),
+    "resume with another seed": (
+        lambda tmp: [*TRAIN, "--seed", "4", "--out", _fake_run(tmp / "r", seed=3)],
+        "was trained with --seed 3, not 4",
+    ),
+    "missing checkpoint": (
+        lambda tmp: [*SAMPLE, "--checkpoint", tmp / "nowhere", "--out", "s.npy"],
+        "does not exist",
+    ),
+    "folder without run": (lambda tmp: [*SAMPLE, "--checkpoint", tmp, "--out", "s.npy"], "run.json is missing"),
+    "run without checkpoint": (
+        lambda tmp: [*SAMPLE, "--checkpoint", _fake_run(tmp / "r"), "--out", "s.npy"],
+        "no checkpoint yet",
+    ),
+    "other framework's run": (
+        lambda tmp: ["sample", "dcgan", "--framework", "tensorflow", "--checkpoint", _fake_run(tmp / "r"), "--out", "s.npy"],
+        "was trained with --framework torch, not tensorflow",
+    ),
+    "other model's run": (
+        lambda tmp: [*SAMPLE, "--checkpoint", _fake_run(tmp / "r", model="vae"), "--out", "s.npy"],
+        "holds a 'vae' run, not 'dcgan'",
+    ),
+    "corrupt run.json": (
+        lambda tmp: [*SAMPLE, "--checkpoint", _corrupt_run(tmp / "r"), "--out", "s.npy"],
+        "unreadable or truncated",
+    ),
+    "sample --out not .npy": (
+        lambda tmp: [*SAMPLE, "--checkpoint", _fake_run(tmp / "r"), "--out", "s.txt"],
+        "must end in .npy",
+    ),
+    "sample --out is a folder": (
+        lambda tmp: [*SAMPLE, "--checkpoint", _fake_run(tmp / "r"), "--out", _fake_run(tmp / "d.npy")],
+        "is a folder",
+    ),
+    "sample --out under a file": (
+        lambda tmp: [*SAMPLE, "--checkpoint", _fake_run(tmp / "r"), "--out", tmp / "s.npy" / "x.npy"],
+        "which is a file",
+    ),
+    "too many samples": (
+        # refused before the (missing) folder is even looked at
+        lambda tmp: [*SAMPLE, "--checkpoint", tmp / "nowhere", "--n", "2000000", "--out", "s.npy"],
+        "--n 2,000,000 would need 6.3 GB; ask for at most 1,000,000",
+    ),
+    "evaluate other framework's run": (
+        lambda tmp: ["evaluate", "dcgan", "--framework", "tensorflow", "--checkpoint", _fake_run(tmp / "r")],
+        "--framework torch",
+    ),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_command_lines_give_one_line_and_nonzero_exit(case, tmp_path):
-    result = _run(*BAD[case](tmp_path), cwd=tmp_path)
-    assert result.returncode != 0
-    line = _one_error_line(result.stderr)
-    assert "error" in line
-    assert not (tmp_path / "s.npy").exists()
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty working folder holding one plain file, s.npy (so that relative outputs land here)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.npy").write_bytes(b"not samples")
+    return tmp_path
 
 
-def tiny(epochs: int) -> list[str]:
-    return [
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        "8",
-        "--steps-per-epoch",
-        "2",
-        "--limit",
-        "32",
-        "--data",
-        "subset",
-    ]
+def _untouched(tmp):
+    assert (tmp / "s.npy").read_bytes() == b"not samples"
+    assert not (tmp / "o").exists() and not (tmp / "s.txt").exists()
 
 
-SECONDS = re.compile(r"^seconds/step: \d+\.\d{3}$")
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_flags_exit_2_with_one_line(case, workdir, capsys):
+    code, out, err = run_cli(capsys, *BAD_FLAGS[case](workdir))
+    assert code == 2
+    assert "error:" in one_error_line(err) and not out
+    _untouched(workdir)
 
 
-@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
-def test_train_resume_sample_round_trip(framework, tmp_path, capfd):
+@pytest.mark.parametrize("case", sorted(KNOWN_ERRORS))
+def test_known_errors_exit_1_with_one_line(case, workdir, capsys):
+    argv, words = KNOWN_ERRORS[case]
+    argv = argv(workdir)
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1
+    line = one_error_line(err)
+    assert line.startswith("error: ") and words in line, line
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before  # nothing written
+    _untouched(workdir)
+
+
+def test_traceback_flag_and_unknown_errors_show_the_traceback(workdir, capsys, monkeypatch):
+    with pytest.raises(cli.CliError, match="--out needs a folder name"):
+        cli.main([*TRAIN, "--out", "", "--traceback"])
+
+    def bug(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "_train", bug)
+    with pytest.raises(ZeroDivisionError):  # not a known error: not turned into one line
+        cli.main([*TRAIN, "--out", "o"])
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_train", interrupted)
+    code, _, err = run_cli(capsys, *TRAIN, "--out", "o")
+    assert code == 130 and "run the same command again to resume" in one_error_line(err)
+
+
+def test_flag_names_of_settings():
+    assert cli.flag_name("batch_size") == "--batch-size"
+    assert cli.flag_name("learning_rate") == "--lr"
+    assert cli.flag_name("steps_per_epoch") == "--steps-per-epoch"
+
+
+# ---------------------------------------------------------------------- dry-run round trips
+
+
+ROUND_TRIPS = {  # model, framework, steps of a two-epoch dry run, evaluate's first line
+    "dcgan-torch": ("dcgan", "torch", 2 * 2, "Frechet distance"),
+    "mlp-gan-torch": ("mlp-gan", "torch", 2 * (256 // 32), "Frechet distance"),
+    "autoencoder-tensorflow": ("autoencoder", "tensorflow", 2 * (256 // 32), "test MSE"),
+}
+
+
+@pytest.mark.parametrize("case", ROUND_TRIPS)
+def test_dry_run_train_resume_sample_evaluate(case, tmp_path, capsys):
+    model, framework, steps, score = ROUND_TRIPS[case]
     run = tmp_path / "run"
-    common = ["dcgan", "--framework", framework]
-    result = _run("train", *common, *tiny(2), "--checkpoint-every", "1", "--seed", "3", "--out", str(run))
-    assert result.returncode == 0, result.stderr
-    assert SECONDS.match(result.stdout.strip().splitlines()[-1]), result.stdout
-    assert "epoch 2/2" in result.stdout
-    for name in ("run.json", "history.json", "frames.npy", "training.gif"):
-        assert (run / name).exists(), name
+    common = [model, "--framework", framework, "--data", "subset"]
+    train = ["train", *common, "--dry-run", "--out", run]
 
-    # The same command with more epochs resumes; this and the rest run in-process, to spare a
-    # second framework start-up per command.
-    assert cli.main(["train", *common, *tiny(3), "--seed", "3", "--out", str(run)]) == 0
-    out = capfd.readouterr().out
-    assert "from epoch 2" in out and "epoch 3/3" in out and "epoch 1/" not in out
-    assert SECONDS.match(out.strip().splitlines()[-1])
+    code, out, err = run_cli(capsys, *train, "--quiet")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert SECONDS.match(lines[-1]), out
+    assert f"{run}: 2 epochs, {steps} steps in all" in lines[-2]
+    assert "epoch 1/2" not in out  # --quiet: no per-epoch lines
+    settings = json.loads((run / "run.json").read_text())
+    assert settings["model"] == model and settings["framework"] == framework
+    assert settings["n_train"] == cli.DRY_RUN["limit"] and settings["batch_size"] == 32
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 2
+    assert (run / "epoch_0002").is_dir() and (run / "history.json").exists()
+    if model == "dcgan":
+        assert np.load(run / "frames.npy").shape == (2, 16, 28, 28)
+        assert (run / "training.gif").exists() and (run / "probes" / "epoch_0002.npy").exists()
+
+    # The same command again: nothing left to do.
+    code, out, _ = run_cli(capsys, *train)
+    assert code == 0
+    assert "already trained for 2 epochs" in out and f"{run}: 2 epochs" in out
+    # More epochs resume after the last checkpoint.
+    code, out, _ = run_cli(capsys, *train, "--epochs", "3")
+    assert code == 0
+    assert f"resuming {run} after epoch 2" in out and "epoch 3/3" in out and "epoch 1/3" not in out
+    assert f"{run}: 3 epochs, {steps * 3 // 2} steps in all" in out and SECONDS.match(
+        out.strip().splitlines()[-1]
+    )
+    assert len(json.loads((run / "history.json").read_text())["seconds"]) == 3
+
+    # Other settings are refused in one line naming the flag; nothing is changed.
+    code, _, err = run_cli(capsys, *train, "--batch-size", "16")
+    assert code == 1
+    assert "--batch-size 32, not 16" in one_error_line(err)
+    other = "tensorflow" if framework == "torch" else "torch"
+    code, _, err = run_cli(capsys, "train", model, "--framework", other, "--dry-run", "--out", run)
+    assert code == 1 and f"--framework {framework}" in one_error_line(err)
+    # Settings checked only once the data are loaded (here the number of images) are refused too.
+    code, _, err = run_cli(capsys, *train, "--limit", "100")
+    assert code == 1 and "256, not 100" in one_error_line(err)
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 3
 
     samples = tmp_path / "samples.npy"
-    assert cli.main(["sample", *common, "--checkpoint", str(run), "--n", "5", "--out", str(samples)]) == 0
-    assert "wrote 5 samples" in capfd.readouterr().out
+    sample = ["sample", *common, "--checkpoint", run, "--n", "5", "--out", samples]
+    code, out, _ = run_cli(capsys, *sample)
+    assert code == 0 and f"wrote 5 samples (28, 28) in [0, 1] to {samples}" in out
     x = np.load(samples)
     assert x.shape == (5, 28, 28) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.01
-    assert cli.main(["sample", *common, "--checkpoint", str(run), "--n", "5", "--out", str(samples)]) == 0
+    assert run_cli(capsys, *sample)[0] == 0
     np.testing.assert_array_equal(np.load(samples), x)  # same seed, same samples
-    capfd.readouterr()
+    assert run_cli(capsys, *sample, "--seed", "1")[0] == 0
+    assert np.abs(np.load(samples) - x).max() > 1e-3  # another seed, other samples
 
-    # A resume with other settings is refused in one line.
-    assert cli.main(["train", *common, *tiny(3), "--seed", "4", "--out", str(run)]) != 0
-    assert "--seed 3" in _one_error_line(capfd.readouterr().err)
+    code, out, err = run_cli(capsys, "evaluate", *common, "--checkpoint", run, "--n", "300")
+    assert code == 0, err
+    assert score in out
+    numbers = [float(n) for n in re.findall(r"[-+]?\d+\.\d+", out)]
+    assert numbers and np.isfinite(numbers).all()
 
-    # A damaged checkpoint is reported in one line on stderr, with no traceback.
-    files = [run / "checkpoint.pt"] if framework == "torch" else list((run / "checkpoints").glob("ckpt-*"))
-    for path in files:
-        path.write_bytes(b"\x00 not a checkpoint")
-    assert cli.main(["sample", *common, "--checkpoint", str(run), "--out", str(tmp_path / "x.npy")]) == 1
-    assert "corrupt" in _one_error_line(capfd.readouterr().err)
-    assert not (tmp_path / "x.npy").exists()
+    # --overwrite starts again: the old epochs are gone.
+    code, out, _ = run_cli(capsys, *train, "--batch-size", "16", "--overwrite", "--quiet")
+    assert code == 0 and f"{run}: 2 epochs" in out
+    assert json.loads((run / "run.json").read_text())["batch_size"] == 16
+    assert not (run / "epoch_0003").exists()
+
+
+def test_damaged_checkpoint_gives_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["dcgan", "--framework", "torch", "--data", "subset"]
+    assert run_cli(capsys, "train", *common, "--dry-run", "--epochs", "1", "--quiet", "--out", run)[0] == 0
+    (run / "epoch_0001" / "state.pt").write_bytes(b"\x00 not a checkpoint")
+    out = tmp_path / "x.npy"
+    code, _, err = run_cli(capsys, "sample", *common, "--checkpoint", run, "--out", out)
+    assert code == 1 and "damaged" in one_error_line(err)
+    assert not out.exists()
+    # Resuming from it is refused the same way, and the checkpoint is left for the user to inspect.
+    code, _, err = run_cli(capsys, "train", *common, "--dry-run", "--epochs", "2", "--out", run)
+    assert code == 1 and "damaged" in one_error_line(err)
+    assert (run / "epoch_0001" / "state.pt").read_bytes() == b"\x00 not a checkpoint"

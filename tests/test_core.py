@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 import companion
-from companion import checkpoints, plots
+from companion import plots
+from companion.training import atomic_files as checkpoints
 from companion.density import PcaGaussianMixture
 
 PACKAGE = Path(companion.__file__).parent
 
 
 def test_import_companion_loads_no_framework():
-    code = "import sys, companion, companion.data, companion.plots, companion.metrics; " + (
+    code = "import sys, companion, companion.data, companion.plots, companion.evaluation.metrics; " + (
         "print(sorted(m for m in ('tensorflow', 'torch', 'keras') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,11 @@
-"""Chapter 5: the DCGAN on both sides -- weight transfer, train step, checkpoints, resume, guard."""
+"""Chapter 5: the DCGAN on both sides -- weight transfer, starting weights, train step, the one loop's
+history, run folders (resume, settings checks, overwrite, interrupted writes) and the guards."""
 
-import os
+import json
 import shutil
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,14 +13,23 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("torch")
 
-import keras  # noqa: E402
-import torch  # noqa: E402
+import companion.tensorflow  # noqa: F401  # first: Keras on TensorFlow
 
-from companion import bridge  # noqa: E402
-from companion.tensorflow import dcgan as tf_dcgan  # noqa: E402
-from companion.torch import dcgan as pt_dcgan  # noqa: E402
+# isort: split
+import keras
+import torch
+
+from companion import bridge
+from companion.tensorflow import dcgan as tf_dcgan
+from companion.torch import dcgan as pt_dcgan
+from companion.torch.init import glorot_limit
+from companion.training.guards import TrainingFailed, discriminator_won, finite_losses
+from companion.training.loop import seconds_per_step
+from companion.training.run_folder import RunFolderError, SettingsMismatch, latest_epoch
+from companion.validation import InputError
 
 TOL = 1e-4
+HISTORY_KEYS = {"g_loss", "d_loss", "d_real", "d_fake", "seconds", "train_seconds", "steps"}
 
 
 def _random_batch_norm_keras(model: keras.Model, rng: np.random.Generator) -> None:
@@ -44,6 +57,18 @@ def _random_batch_norm_torch(model: torch.nn.Module) -> None:
                 m.running_var.uniform_(0.5, 2.0)
 
 
+def _weights(gan) -> list[np.ndarray]:
+    """Every weight and batch-norm statistic of both networks, as arrays."""
+    if isinstance(gan, tf_dcgan.DCGAN):
+        return [w for model in (gan.generator, gan.discriminator) for w in model.get_weights()]
+    return [
+        v.detach().cpu().numpy() for m in (gan.generator, gan.discriminator) for v in m.state_dict().values()
+    ]
+
+
+# ---------------------------------------------------------------------- the networks
+
+
 def test_same_layers_and_parameter_counts():
     kg, tg = tf_dcgan.make_generator(), pt_dcgan.make_generator()
     kd, td = tf_dcgan.make_discriminator(), pt_dcgan.make_discriminator()
@@ -54,6 +79,7 @@ def test_same_layers_and_parameter_counts():
     assert k_names == [n for n, m in tg.named_children() if list(m.parameters())]
     assert kg.output_shape == (None, 28, 28, 1)
     assert tuple(tg(torch.zeros(2, 100)).shape) == (2, 1, 28, 28)
+    assert tuple(td(torch.zeros(2, 1, 28, 28)).shape) == (2, 1)
 
 
 def test_hyperparameters_match():
@@ -63,6 +89,33 @@ def test_hyperparameters_match():
     assert tf_dcgan.DROPOUT == pt_dcgan.DROPOUT and tf_dcgan.ADAM_EPSILON == pt_dcgan.ADAM_EPSILON
     bn = tf_dcgan.make_generator().get_layer("bn1")
     assert bn.epsilon == 1e-3 and bn.momentum == 0.99
+
+
+def test_torch_starts_from_keras_initialisation():
+    """Glorot-uniform kernels with Keras' bound, zero biases -- not PyTorch's Kaiming defaults."""
+    tg, td = pt_dcgan.make_generator(seed=0), pt_dcgan.make_discriminator(seed=0)
+    kg, kd = tf_dcgan.make_generator(seed=0), tf_dcgan.make_discriminator(seed=0)
+    checked = 0
+    for torch_model, keras_model in ((tg, kg), (td, kd)):
+        for name, m in torch_model.named_children():
+            if not isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                continue
+            limit = glorot_limit(m.weight)
+            w = m.weight.detach().numpy()
+            assert np.abs(w).max() <= limit, name
+            assert np.abs(w).max() > 0.95 * limit, name  # uniform over the whole range
+            assert w.std() == pytest.approx(limit / np.sqrt(3), rel=0.05), name
+            if m.bias is not None:
+                assert not m.bias.detach().numpy().any(), name
+            kernel = keras_model.get_layer(name).kernel.numpy()
+            assert kernel.size == w.size
+            assert np.abs(kernel).max() == pytest.approx(np.abs(w).max(), rel=0.05), name  # the same bound
+            checked += 1
+    assert checked == 7  # project, deconv1-3; conv1, conv2, logit
+    # Seeded: the same seed gives the same weights, another seed others.
+    again, other = pt_dcgan.make_generator(seed=0), pt_dcgan.make_generator(seed=1)
+    assert torch.equal(again.project.weight, tg.project.weight)
+    assert not torch.equal(other.project.weight, tg.project.weight)
 
 
 def test_keras_to_torch_gives_same_images_and_logits():
@@ -77,6 +130,7 @@ def test_keras_to_torch_gives_same_images_and_logits():
     images_k = kg(z, training=False).numpy()[..., 0]
     images_t = tg(torch.from_numpy(z)).detach().numpy()[:, 0]
     assert np.abs(images_k - images_t).max() <= TOL
+    assert images_k.std() > 1e-2  # not a trivial comparison
     x = rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
     logits_k = kd(x, training=False).numpy()
     logits_t = td(torch.from_numpy(x).permute(0, 3, 1, 2)).detach().numpy()
@@ -98,8 +152,24 @@ def test_torch_to_keras_gives_same_images_and_logits():
         <= TOL
     )
     x = rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
-    diff = kd(x, training=False).numpy() - td(torch.from_numpy(x).permute(0, 3, 1, 2)).detach().numpy()
+    logits_k = kd(x, training=False).numpy()
+    diff = logits_k - td(torch.from_numpy(x).permute(0, 3, 1, 2)).detach().numpy()
     assert np.abs(diff).max() <= TOL
+    assert np.abs(logits_k).max() > 1e-3
+
+
+def test_generate_and_discriminate_agree_across_frameworks():
+    """The public helpers take and give (N, 28, 28) in [0, 1] on both sides."""
+    k = tf_dcgan.DCGAN(seed=0)
+    t = pt_dcgan.DCGAN(seed=0, device="cpu")
+    bridge.keras_to_torch(k.generator, t.generator)
+    bridge.keras_to_torch(k.discriminator, t.discriminator)
+    z = np.random.default_rng(5).standard_normal((5, 100)).astype(np.float32)
+    images = k.generate(z)
+    assert images.shape == (5, 28, 28) and 0.0 <= images.min() and images.max() <= 1.0
+    np.testing.assert_allclose(t.generate(z), images, atol=TOL)
+    np.testing.assert_allclose(t.discriminate(images), k.discriminate(images), atol=TOL)
+    assert k.discriminate(images).shape == (5,)
 
 
 def test_symmetric_padding_would_not_match():
@@ -117,19 +187,26 @@ def test_symmetric_padding_would_not_match():
     assert np.abs(naive(xt).detach().permute(0, 2, 3, 1).numpy() - want).max() > 0.1
 
 
-def test_one_train_step_matches_and_changes_losses():
-    """Same weights, batch and noise (dropout off): the same losses, then both move, no NaN."""
-    k = tf_dcgan.DCGAN(dropout=0.0, jit_compile=False, seed=0)
-    t = pt_dcgan.DCGAN(dropout=0.0, seed=0)
+def _twins():
+    """A Keras and a PyTorch DCGAN without dropout, with the same weights and fresh optimisers."""
+    k = tf_dcgan.DCGAN(dropout=0.0, seed=0)
+    t = pt_dcgan.DCGAN(dropout=0.0, seed=0, device="cpu")
     bridge.keras_to_torch(k.generator, t.generator)
     bridge.keras_to_torch(k.discriminator, t.discriminator)
+    return k, t
+
+
+def test_one_train_step_matches_and_changes_losses():
+    """Same weights, batch and noise (dropout off): the same losses, then both move, no NaN."""
+    k, t = _twins()
     rng = np.random.default_rng(3)
     x = rng.uniform(-1, 1, (16, 28, 28)).astype(np.float32)
     z = rng.standard_normal((16, 100)).astype(np.float32)
+    xt, zt = torch.from_numpy(x[:, None]), torch.from_numpy(z)
     first_k = {n: float(v) for n, v in k.train_step(x[..., None], z).items()}
-    first_t = {n: float(v) for n, v in t.train_step(t.images_to_tensor(x), torch.from_numpy(z)).items()}
+    first_t = {n: float(v) for n, v in t.train_step(xt, zt).items()}
     second_k = {n: float(v) for n, v in k.train_step(x[..., None], z).items()}
-    second_t = {n: float(v) for n, v in t.train_step(t.images_to_tensor(x), torch.from_numpy(z)).items()}
+    second_t = {n: float(v) for n, v in t.train_step(xt, zt).items()}
     for name in tf_dcgan.METRICS:
         assert abs(first_k[name] - first_t[name]) <= TOL, name
         # Adam adds epsilon at a different place on each side, so one update agrees to ~1e-3.
@@ -142,6 +219,9 @@ def test_one_train_step_matches_and_changes_losses():
         assert abs(second["d_loss"] - first["d_loss"]) > 1e-3
 
 
+# ---------------------------------------------------------------------- the one loop
+
+
 @pytest.fixture(scope="module")
 def digits():
     """64 blurry blobs in [0, 1]: enough to exercise the loop without loading MNIST."""
@@ -151,10 +231,26 @@ def digits():
     return np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) / 30.0).astype(np.float32)
 
 
+def test_the_loop_feeds_both_frameworks_the_same_batches_and_noise(digits):
+    """One step through ``train`` from the same weights: the same losses, so the same images and noise."""
+    k, t = _twins()
+    t2 = pt_dcgan.DCGAN(dropout=0.0, seed=0, device="cpu")
+    bridge.keras_to_torch(k.generator, t2.generator)
+    bridge.keras_to_torch(k.discriminator, t2.discriminator)
+    settings = {"epochs": 1, "batch_size": 8, "steps_per_epoch": 1, "log_every": 0, "probes": 0, "seed": 11}
+    _, from_k = tf_dcgan.train(digits, gan=k, **settings)
+    _, from_t = pt_dcgan.train(digits, gan=t, **settings)
+    for name in tf_dcgan.METRICS:
+        assert abs(from_k[name][0] - from_t[name][0]) <= TOL, name
+    # Another seed picks other images and noise: the losses move (so the check above is not vacuous).
+    _, other = pt_dcgan.train(digits, gan=t2, **{**settings, "seed": 12})
+    assert abs(other["d_loss"][0] - from_t["d_loss"][0]) > 10 * TOL
+
+
 @pytest.fixture(scope="module")
 def tf_gan():
-    """One Keras DCGAN for every TensorFlow loop test: tracing and compiling the step is the slow
-    part, and ``train`` restores a folder's checkpoint into whatever ``gan`` it is given."""
+    """One Keras DCGAN for the TensorFlow loop tests that need no particular start: ``train``
+    restores a folder's checkpoint into whatever ``gan`` it is given."""
     return tf_dcgan.DCGAN(seed=5)
 
 
@@ -171,57 +267,83 @@ FRAMEWORKS = pytest.mark.parametrize("module", [pt_dcgan, tf_dcgan], ids=["torch
 
 
 @FRAMEWORKS
+def test_history_has_losses_and_timings(module, digits, tf_gan):
+    _, history = _run(module, digits, tf_gan, None, epochs=2, steps_per_epoch=3, probes=0)
+    assert set(history) == HISTORY_KEYS
+    assert all(len(values) == 2 for values in history.values())
+    assert history["steps"] == [3, 3]
+    for name in module.METRICS:
+        assert np.isfinite(history[name]).all(), name
+    assert all(0 < d < 1 for d in history["d_real"] + history["d_fake"])
+    assert all(0 < t <= s for t, s in zip(history["train_seconds"], history["seconds"], strict=True))
+    per_step = seconds_per_step(history)
+    assert per_step == pytest.approx(history["train_seconds"][1] / 3)  # the first epoch (tracing) left out
+    if module is pt_dcgan:  # (the loop is shared; one framework suffices)
+        # Uncapped, an epoch is 64 // 8 = 8 steps; 60 images give 7 (the last short batch is dropped).
+        _, full = _run(module, digits, tf_gan, None, epochs=1, steps_per_epoch=None, probes=0)
+        assert full["steps"] == [8]
+        _, short = _run(module, digits[:60], tf_gan, None, epochs=1, steps_per_epoch=None, probes=0)
+        assert short["steps"] == [7]
+
+
+@FRAMEWORKS
 def test_resume_restores_everything(module, digits, tf_gan, tmp_path, capsys):
     """Two resumes of one checkpoint, from different in-memory states, give identical epochs:
     weights, optimiser moments, dropout random state and data order all come from the folder."""
-    _run(module, digits, tf_gan, tmp_path / "a", epochs=1)
-    shutil.copytree(tmp_path / "a", tmp_path / "b")
-    gan, first = _run(module, digits, tf_gan, tmp_path / "a", epochs=2)
-    assert "from epoch 1" in capsys.readouterr().out
-    _, second = _run(module, digits, tf_gan, tmp_path / "b", epochs=2)
-    assert len(first["g_loss"]) == 2 and module.saved_epoch(tmp_path / "a") == 2
+    a, b = tmp_path / "a", tmp_path / "b"
+    _run(module, digits, tf_gan, a, epochs=1)
+    assert sorted(p.name for p in a.iterdir()) == [
+        "checkpoint.json",
+        "epoch_0001",
+        "fixed_noise.npy",
+        "frames.npy",
+        "history.json",
+        "probes",
+        "run.json",
+        "training.gif",
+    ]  # and no .lock once training is over
+    run = json.loads((a / "run.json").read_text())
+    assert run["model"] == "dcgan" and run["framework"] == module.__name__.split(".")[1]
+    assert run["batch_size"] == 8 and run["seed"] == 5 and run["n_train"] == 64
+    shutil.copytree(a, b)
+    log_every = {"log_every": 1}
+    gan, first = _run(module, digits, tf_gan, a, epochs=2, **log_every)
+    assert f"resuming {a} after epoch 1" in capsys.readouterr().out
+    _, second = _run(module, digits, tf_gan, b, epochs=2)
+    assert len(first["g_loss"]) == 2 and module.saved_epoch(a) == 2 == latest_epoch(a)
+    assert json.loads((a / "checkpoint.json").read_text())["epoch"] == 2
+    assert (a / "epoch_0001").is_dir() and (a / "epoch_0002").is_dir()  # the one before is kept
     for name in module.METRICS:
         np.testing.assert_allclose(first[name], second[name], atol=1e-5, err_msg=name)
-    assert np.load(tmp_path / "a" / "frames.npy").shape == (2, module.N_FIXED, 28, 28)
-    probes = module.probe_samples(tmp_path / "a")
+        assert first[name][0] == second[name][0]  # epoch 1 is read back, not recomputed
+    assert json.loads((a / "history.json").read_text())["g_loss"] == first["g_loss"]
+    assert np.load(a / "frames.npy").shape == (2, module.N_FIXED, 28, 28)
+    probes = module.probe_samples(a)
     assert sorted(probes) == [1, 2] and probes[2].shape == (4, 28, 28)
-    assert (tmp_path / "a" / "training.gif").stat().st_size > 1000
+    assert 0.0 <= probes[2].min() and probes[2].max() <= 1.0
+    assert (a / "training.gif").stat().st_size > 1000
     z = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
-    expected = gan.generate(z)
-    np.testing.assert_allclose(module.load(tmp_path / "b").generate(z), expected, atol=1e-5)
+    np.testing.assert_allclose(module.load(b).generate(z), gan.generate(z), atol=1e-5)
     # Asking for no more epochs than saved trains nothing and keeps the history.
-    _, again = _run(module, digits, tf_gan, tmp_path / "a", epochs=1)
-    assert len(again["g_loss"]) == 2
+    _, again = _run(module, digits, tf_gan, a, epochs=1, **log_every)
+    assert "already trained for 2 epochs" in capsys.readouterr().out
+    assert again["g_loss"] == first["g_loss"] and module.saved_epoch(a) == 2
 
 
-def test_torch_resume_equals_an_unbroken_run(digits, tmp_path):
-    _, whole = pt_dcgan.train(digits, epochs=2, **SMALL)  # no folder: nothing saved
-    pt_dcgan.train(digits, epochs=1, out_dir=tmp_path / "broken", **SMALL)
-    _, resumed = pt_dcgan.train(digits, epochs=2, out_dir=tmp_path / "broken", **SMALL)
-    for name in pt_dcgan.METRICS:
+@FRAMEWORKS
+def test_resume_equals_an_unbroken_run(module, digits, tmp_path):
+    """Epoch 1, stop, resume for epoch 2 == two epochs in one go: same losses, same final weights."""
+    settings = {**SMALL, "steps_per_epoch": 2}
+    whole_gan, whole = module.train(digits, epochs=2, **settings)  # no folder: nothing saved
+    module.train(digits, epochs=1, out_dir=tmp_path, **settings)
+    # The resumed call starts from other weights and random state (another seed): all must come from the folder.
+    other = module.DCGAN(seed=99)
+    gan, resumed = module.train(digits, epochs=2, out_dir=tmp_path, gan=other, **settings)
+    for name in module.METRICS:
         np.testing.assert_allclose(resumed[name], whole[name], atol=1e-6, err_msg=name)
-
-
-def _break_torch_save(monkeypatch):
-    def half_written(obj, path, *args, **kwargs):
-        with open(path, "wb") as handle:
-            handle.write(b"PK\x03\x04 half a zip file")
-        raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of the write
-
-    monkeypatch.setattr(pt_dcgan.torch, "save", half_written)
-
-
-def _break_tf_save(monkeypatch):
-    def half_written(self, checkpoint_number=None, **kwargs):
-        # What a killed save leaves: TensorFlow's staging folder and stray files of the new number.
-        prefix = f"{self.directory}/ckpt-{checkpoint_number}"
-        os.makedirs(prefix + "_temp")
-        for suffix in (".index", ".data-00000-of-00001"):
-            with open(prefix + suffix, "wb") as handle:
-                handle.write(b"\x00garbage")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tf_dcgan.tf.train.CheckpointManager, "save", half_written)
+    assert gan is other
+    for got, want in zip(_weights(gan), _weights(whole_gan), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 @FRAMEWORKS
@@ -230,44 +352,189 @@ def test_interrupted_checkpoint_write_keeps_previous_checkpoint(
 ):
     _run(module, digits, tf_gan, tmp_path, epochs=1)
     with monkeypatch.context() as patch:
-        (_break_tf_save if module is tf_dcgan else _break_torch_save)(patch)
+        if module is pt_dcgan:
+
+            def half_written(obj, path, *args, **kwargs):
+                with open(path, "wb") as handle:
+                    handle.write(b"PK\x03\x04 half a zip file")
+                raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of the write
+
+            patch.setattr(torch, "save", half_written)
+        else:
+
+            def half_written(self, prefix, *args, **kwargs):
+                with open(f"{prefix}.index", "wb") as handle:
+                    handle.write(b"\x00garbage")
+                raise KeyboardInterrupt
+
+            patch.setattr(tf_dcgan.tf.train.Checkpoint, "write", half_written)
         with pytest.raises(KeyboardInterrupt):
             _run(module, digits, tf_gan, tmp_path, epochs=2)
     assert module.saved_epoch(tmp_path) == 1
-    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]  # no temporary file left behind
+    assert not (tmp_path / "epoch_0002").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp, no lock
+    assert json.loads((tmp_path / "history.json").read_text()).keys() >= {"g_loss"}
     assert np.isfinite(module.load(tmp_path).generate(np.zeros((2, 100), np.float32))).all()
+    # What a killed writer would leave (no Python clean-up ran): a half checkpoint folder.
+    stale = tmp_path / ".epoch_0002.tmpkilled"
+    stale.mkdir()
+    (stale / "state.pt").write_bytes(b"\x00")
     _, history = _run(module, digits, tf_gan, tmp_path, epochs=2)
     assert len(history["g_loss"]) == 2 and module.saved_epoch(tmp_path) == 2
-    assert not list(tmp_path.glob("**/*_temp"))  # the resumed run cleared the stale staging folder
+    assert not stale.exists()  # the resumed run cleared it
+
+
+# ---------------------------------------------------------------------- run folder settings
+
+
+def test_other_settings_are_refused_and_nothing_is_deleted(digits, tmp_path):
+    pt_dcgan.train(digits, epochs=1, out_dir=tmp_path, **SMALL)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(SettingsMismatch, match="was trained with batch_size= 8, not 4") as caught:
+        pt_dcgan.train(digits, epochs=2, out_dir=tmp_path, **{**SMALL, "batch_size": 4})
+    assert (caught.value.key, caught.value.saved, caught.value.given) == ("batch_size", 8, 4)
+    assert isinstance(caught.value, RunFolderError)
+    with pytest.raises(SettingsMismatch, match=r"lr= 0\.0002, not 0\.001"):
+        pt_dcgan.train(digits, epochs=2, out_dir=tmp_path, lr=1e-3, **SMALL)
+    with pytest.raises(SettingsMismatch, match="n_train= 64, not 32"):
+        pt_dcgan.train(digits[:32], epochs=2, out_dir=tmp_path, **SMALL)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before and pt_dcgan.saved_epoch(tmp_path) == 1
+    # overwrite=True starts again with the new settings.
+    _, history = pt_dcgan.train(
+        digits, epochs=1, out_dir=tmp_path, overwrite=True, **{**SMALL, "batch_size": 4}
+    )
+    assert len(history["g_loss"]) == 1
+    assert json.loads((tmp_path / "run.json").read_text())["batch_size"] == 4
+    with pytest.raises(InputError, match="overwrite=True needs out_dir"):
+        pt_dcgan.train(digits, epochs=1, overwrite=True, **SMALL)
+
+
+def test_other_frameworks_folder_is_refused(digits, tf_gan, tmp_path):
+    with pytest.raises(RunFolderError, match=r"run\.json is missing"):
+        pt_dcgan.load(tmp_path)
+    pt_dcgan.train(digits, epochs=1, out_dir=tmp_path / "torch", **SMALL)
+    with pytest.raises(RunFolderError, match="holds a torch run"):
+        tf_dcgan.train(digits, epochs=2, out_dir=tmp_path / "torch", gan=tf_gan, **SMALL)
+    with pytest.raises(RunFolderError, match="holds a torch run; load it with that framework"):
+        tf_dcgan.load(tmp_path / "torch")
+    assert pt_dcgan.saved_epoch(tmp_path / "torch") == 1
+
+
+def test_folders_that_hold_something_else_are_refused(digits, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="holds files but no run"):
+        pt_dcgan.train(digits, epochs=1, out_dir=tmp_path, **SMALL)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "run.json").exists()
+    with pytest.raises(RunFolderError, match="is a file"):
+        pt_dcgan.train(digits, epochs=1, out_dir=tmp_path / "notes.txt", **SMALL)
+    with pytest.raises(RunFolderError, match="empty name"):
+        pt_dcgan.train(digits, epochs=1, out_dir="", **SMALL)
+
+
+def test_a_folder_in_use_is_refused_and_a_stale_lock_is_cleared(digits, tmp_path):
+    busy, stale = tmp_path / "busy", tmp_path / "stale"
+    pt_dcgan.train(digits, epochs=1, out_dir=busy, **SMALL)
+
+    lock = {"pid": 1, "host": socket.gethostname(), "started": "now"}
+    (busy / ".lock").write_text(json.dumps(lock))  # pid 1 is always alive
+    with pytest.raises(RunFolderError, match="in use by process 1"):
+        pt_dcgan.train(digits, epochs=2, out_dir=busy, **SMALL)
+    assert (busy / ".lock").exists() and pt_dcgan.saved_epoch(busy) == 1
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pt_dcgan.train(digits, epochs=1, out_dir=stale, **SMALL)
+    (stale / ".lock").write_text(json.dumps({**lock, "pid": int(gone.stdout)}))
+    _, history = pt_dcgan.train(digits, epochs=2, out_dir=stale, **SMALL)
+    assert len(history["g_loss"]) == 2 and not (stale / ".lock").exists()
+
+
+def test_probe_samples_ignore_files_beyond_the_checkpoint(digits, tmp_path):
+    pt_dcgan.train(digits, epochs=1, out_dir=tmp_path, **SMALL)
+    np.save(tmp_path / "probes" / "epoch_0009.npy", np.zeros((4, 28, 28), np.uint8))  # an interrupted run's
+    assert sorted(pt_dcgan.probe_samples(tmp_path)) == [1]
+    pt_dcgan.train(digits, epochs=2, out_dir=tmp_path, **{**SMALL, "probes": 4})
+    assert sorted(pt_dcgan.probe_samples(tmp_path)) == [1, 2]
+    assert pt_dcgan.probe_samples(tmp_path / "nowhere") == {}
 
 
 @FRAMEWORKS
-def test_divergence_guard_stops_before_saving(module, digits, tf_gan, tmp_path, monkeypatch):
-    ok = {"g_loss": [0.9], "d_loss": [1.2], "d_real": [0.6], "d_fake": [0.4]}
-    assert module.check_divergence(ok) is None
-    assert "finite" in module.check_divergence({**ok, "g_loss": [float("nan")]})
-    won = {"g_loss": [9.0] * 3, "d_loss": [0.001] * 3, "d_real": [0.999] * 3, "d_fake": [1e-4] * 3}
-    assert "discriminator has won" in module.check_divergence(won)
-    assert module.check_divergence({**won, "d_fake": [1e-4, 0.2, 1e-4]}) is None
-
-    gan, _ = _run(module, digits, tf_gan, tmp_path, epochs=1)
-    nan = float("nan")
-    monkeypatch.setattr(gan, "train_step", lambda images, noise: dict.fromkeys(module.METRICS, nan))
-    with pytest.raises(module.TrainingDiverged, match="last checkpoint: epoch 1"):
-        module.train(digits, epochs=3, out_dir=tmp_path, gan=gan, **SMALL)
-    assert module.saved_epoch(tmp_path) == 1
-
-
-@FRAMEWORKS
-def test_bad_checkpoints_raise_checkpoint_error(module, digits, tf_gan, tmp_path):
-    with pytest.raises(module.CheckpointError, match="run.json is missing"):
+def test_damaged_checkpoint_is_reported(module, digits, tf_gan, tmp_path):
+    _run(module, digits, tf_gan, tmp_path, epochs=1)
+    for path in (tmp_path / "epoch_0001").iterdir():
+        if path.name.startswith("state"):
+            path.write_bytes(b"\x00 not a checkpoint")
+    with pytest.raises(RunFolderError, match="damaged"):
         module.load(tmp_path)
-    other = pt_dcgan if module is tf_dcgan else tf_dcgan
-    _run(other, digits, tf_gan, tmp_path / "other", epochs=1)
-    with pytest.raises(module.CheckpointError, match="load it with that framework"):
-        module.load(tmp_path / "other")
-    with pytest.raises(other.CheckpointError, match="was trained with batch_size=8"):
-        _run(other, digits, tf_gan, tmp_path / "other", epochs=2, batch_size=4)
+
+
+# ---------------------------------------------------------------------- guards
+
+
+def test_guards_read_the_history():
+    ok = {"g_loss": [0.9], "d_loss": [1.2], "d_real": [0.6], "d_fake": [0.4], "seconds": [1.0]}
+    assert finite_losses(ok) is None
+    assert "g_loss=nan" in finite_losses({**ok, "g_loss": [0.5, float("nan")]})
+    assert "d_loss=inf" in finite_losses({**ok, "d_loss": [float("inf")]})
+    assert finite_losses({**ok, "g_loss": [float("nan"), 0.5]}) is None  # only the last epoch counts
+    assert finite_losses({**ok, "seconds": [float("nan")]}) is None  # timings are not metrics
+    won = {"g_loss": [9.0] * 3, "d_loss": [0.001] * 3, "d_real": [0.999] * 3, "d_fake": [1e-4] * 3}
+    guard = discriminator_won()
+    assert guard(ok) is None
+    assert "discriminator has won" in guard(won)
+    assert guard({**won, "d_fake": [1e-4, 0.2, 1e-4]}) is None
+    assert guard({**won, "d_fake": [1e-4] * 2}) is None  # not yet patience epochs
+    assert discriminator_won(patience=2)({**won, "d_fake": [0.3, 1e-4, 1e-4]}) is not None
+    assert discriminator_won(threshold=1e-5)(won) is None
+
+
+def _failing_trainer(monkeypatch, gan, after: int, values: dict):
+    """Make ``gan``'s trainer return ``values`` from its step number ``after`` on."""
+    make = gan.trainer
+    calls = []
+
+    def trainer():
+        inner = make()
+        step = inner.step
+
+        def patched(index, inputs):
+            calls.append(1)
+            out = step(index, inputs)
+            return out if len(calls) <= after else dict(values)
+
+        inner.step = patched
+        return inner
+
+    monkeypatch.setattr(gan, "trainer", trainer)
+
+
+@FRAMEWORKS
+def test_nan_stops_training_and_keeps_the_last_checkpoint(module, digits, tmp_path, monkeypatch):
+    gan = module.DCGAN(seed=5)
+    _failing_trainer(monkeypatch, gan, after=1, values=dict.fromkeys(module.METRICS, float("nan")))
+    with pytest.raises(TrainingFailed, match=r"at epoch 2: .*g_loss=nan.*\(last checkpoint: epoch 1\)"):
+        module.train(digits, epochs=3, out_dir=tmp_path, gan=gan, **SMALL)
+    assert issubclass(module.TrainingFailed, RuntimeError) and module.TrainingFailed is TrainingFailed
+    assert module.saved_epoch(tmp_path) == 1 and not (tmp_path / "epoch_0002").exists()
+    assert len(json.loads((tmp_path / "history.json").read_text())["g_loss"]) == 1
+    assert not (tmp_path / ".lock").exists()
+    assert np.isfinite(module.load(tmp_path).generate(np.zeros((2, 100), np.float32))).all()
+
+
+def test_a_winning_discriminator_stops_training(digits, tmp_path, monkeypatch):
+    won = {"g_loss": 9.0, "d_loss": 1e-3, "d_real": 0.999, "d_fake": 1e-5}
+    gan = pt_dcgan.DCGAN(seed=5)
+    _failing_trainer(monkeypatch, gan, after=0, values=won)
+    with pytest.raises(
+        TrainingFailed, match=r"at epoch 3: the discriminator has won.*last checkpoint: epoch 2"
+    ):
+        pt_dcgan.train(digits, epochs=5, out_dir=tmp_path, gan=gan, **SMALL)
+    assert pt_dcgan.saved_epoch(tmp_path) == 2
+    with pytest.raises(TrainingFailed, match=r"last checkpoint: none"):
+        pt_dcgan.train(digits, epochs=5, gan=gan, **SMALL)
+
+
+# ---------------------------------------------------------------------- bad input
 
 
 def test_bad_inputs_are_reported():
@@ -275,5 +542,13 @@ def test_bad_inputs_are_reported():
         pt_dcgan.train(np.zeros((8, 28, 28), np.float32), epochs=1, batch_size=16)
     with pytest.raises(ValueError, match="must lie in"):
         pt_dcgan.train(np.full((32, 28, 28), 255.0, np.float32), epochs=1, batch_size=16)
+    with pytest.raises(ValueError, match="28x28"):
+        pt_dcgan.train(np.zeros((32, 784), np.float32), epochs=1, batch_size=16)
     with pytest.raises(ValueError, match="epochs"):
         tf_dcgan.train(np.zeros((32, 28, 28), np.float32), epochs=0)
+    with pytest.raises(ValueError, match="beta1"):
+        tf_dcgan.train(np.zeros((32, 28, 28), np.float32), epochs=1, beta1=1.0)
+    with pytest.raises(TypeError, match=r"unexpected settings \['batchsize'\]"):
+        pt_dcgan.train(np.zeros((32, 28, 28), np.float32), epochs=1, batchsize=16)
+    with pytest.raises(TypeError, match="needs epochs"):
+        pt_dcgan.train(np.zeros((32, 28, 28), np.float32))

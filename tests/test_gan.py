@@ -1,8 +1,11 @@
-"""Chapter 4 GAN: loss parity, freezing, weight-transfer parity, quick training and the divergence guard."""
+"""Chapter 4 GAN: loss parity, freezing, weight-transfer parity, quick training through the one loop,
+resume, run-folder settings checks and the NaN guard."""
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +19,13 @@ import torch
 
 from companion import bridge, load_mnist, sample_latent
 from companion.tensorflow import gan as tfg
+from companion.tensorflow import training as tf_train
 from companion.torch import gan as ptg
+from companion.torch import training as pt_train
+from companion.training import loop
+from companion.training.guards import TrainingFailed
+from companion.training.run_folder import RunFolderError, SettingsMismatch, latest_epoch
+from companion.validation import InputError
 
 TOL = 1e-4
 
@@ -140,7 +149,7 @@ def test_train_step_parity(images: np.ndarray) -> None:
 
 
 def _moved(before: list[np.ndarray], after: list[np.ndarray]) -> list[bool]:
-    return [bool(np.any(a != b)) for a, b in zip(before, after)]
+    return [bool(np.any(a != b)) for a, b in zip(before, after, strict=True)]
 
 
 def test_freezing_gradient_tape(images: np.ndarray) -> None:
@@ -223,30 +232,179 @@ def test_separate_learning_rates() -> None:
 
 # ----------------------------------------------------------------- training and divergence
 
+METRICS = {"d_loss", "g_loss", "d_real", "d_fake"}
+SIDES = {"tensorflow": tfg, "torch": ptg}
 
-@pytest.mark.parametrize("side", ["tensorflow", "torch"])
+
+def _copies(side: str, generator, discriminator):
+    """Fresh G and D of ``side`` holding the weights of ``generator`` and ``discriminator`` (same side)."""
+    gan = SIDES[side]
+    g, d = gan.build_generator(), gan.build_discriminator()
+    for target, source in ((g, generator), (d, discriminator)):
+        if side == "torch":
+            target.load_state_dict(source.state_dict())
+        else:
+            target.set_weights(source.get_weights())
+    return g, d
+
+
+@pytest.mark.parametrize("side", SIDES)
 def test_quick_training_runs_without_nan(side: str, images: np.ndarray) -> None:
-    gan = tfg if side == "tensorflow" else ptg
-    run = gan.train_gan(images, epochs=2, seed=0, log_every=0)
-    assert set(run.history) == {"d_loss", "g_loss", "d_real", "d_fake"}
-    values = np.array(list(run.history.values()))
+    gan = SIDES[side]
+    run = gan.train_gan(images, epochs=2, seed=0, log_every=0, device="cpu")
+    assert isinstance(run, gan.GanRun)
+    assert set(run.history) == METRICS | {"seconds", "train_seconds", "steps"}
+    values = np.array([run.history[name] for name in sorted(METRICS)])
     assert values.shape == (4, 2) and np.isfinite(values).all()
+    assert run.history["steps"] == [2, 2]  # 200 images, batches of 100
+    assert run.seconds == pytest.approx(sum(run.history["seconds"]))
     assert sorted(run.samples) == [0, 1, 2]
     final = run.samples[2]
     assert final.shape == (16, 784) and final.min() >= 0.0 and final.max() <= 1.0
     assert np.abs(final - run.samples[0]).max() > 0.0, "training did not change the generator"
 
 
+def test_both_frameworks_draw_the_same_batches_and_noise(images: np.ndarray, monkeypatch) -> None:
+    """Both sides get the batches of ``epoch_rng(seed, e, 0)`` and two noise draws per step from
+    ``epoch_rng(seed, e, 1)`` (one stream per epoch, not one for the whole run)."""
+    seen: dict[str, list] = {"tensorflow": [], "torch": []}
+    for side, train in (("tensorflow", tf_train), ("torch", pt_train)):
+        real = train.Trainer.step
+
+        def step(trainer, index, inputs, side=side, real=real):
+            seen[side].append((np.array(index), {k: np.array(v) for k, v in inputs.items()}))
+            return real(trainer, index, inputs)
+
+        monkeypatch.setattr(train.Trainer, "step", step)
+    for gan in (tfg, ptg):
+        gan.train_gan(images[:150], epochs=2, batch_size=50, seed=4, log_every=0, device="cpu")
+    assert len(seen["tensorflow"]) == len(seen["torch"]) == 2 * 3
+    for (i_tf, in_tf), (i_pt, in_pt) in zip(seen["tensorflow"], seen["torch"], strict=True):
+        np.testing.assert_array_equal(i_tf, i_pt)
+        assert set(in_tf) == set(in_pt) == {"d_noise", "g_noise"}
+        for name in in_tf:
+            np.testing.assert_array_equal(in_tf[name], in_pt[name])
+    calls = iter(seen["torch"])
+    for epoch in (1, 2):
+        order, rng = loop.epoch_rng(4, epoch, 0).permutation(150), loop.epoch_rng(4, epoch, 1)
+        for start in (0, 50, 100):
+            index, inputs = next(calls)
+            np.testing.assert_array_equal(index, order[start : start + 50])
+            np.testing.assert_array_equal(inputs["d_noise"], sample_latent(50, 128, seed=rng))
+            np.testing.assert_array_equal(inputs["g_noise"], sample_latent(50, 128, seed=rng))
+
+
+def test_same_weights_give_the_same_losses_in_both_frameworks(images: np.ndarray) -> None:
+    """Copied weights, the same batches and noise: the two loops report the same per-epoch means
+    (Adam differs slightly by design, so the tolerance allows for a little drift)."""
+    g_tf, d_tf, g_pt, d_pt = _pair()
+    settings = {"epochs": 2, "seed": 2, "log_every": 0, "device": "cpu"}
+    run_tf = tfg.train_gan(images, generator=g_tf, discriminator=d_tf, **settings)
+    run_pt = ptg.train_gan(images, generator=g_pt, discriminator=d_pt, **settings)
+    for name in METRICS:
+        np.testing.assert_allclose(
+            run_tf.history[name], run_pt.history[name], rtol=2e-3, atol=2e-4, err_msg=name
+        )
+    np.testing.assert_allclose(run_tf.samples[0], run_pt.samples[0], atol=TOL)
+    np.testing.assert_allclose(run_tf.samples[2], run_pt.samples[2], atol=2e-3)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_resume_equals_an_unbroken_run(side: str, images: np.ndarray, tmp_path: Path, capsys) -> None:
+    gan = SIDES[side]
+    start_g, start_d = gan.build_generator(), gan.build_discriminator()
+    settings = {"seed": 5, "sample_every": 1, "log_every": 1, "device": "cpu"}
+    g, d = _copies(side, start_g, start_d)
+    unbroken = gan.train_gan(images, epochs=3, generator=g, discriminator=d, **settings)
+    g, d = _copies(side, start_g, start_d)
+    gan.train_gan(images, epochs=1, generator=g, discriminator=d, out_dir=tmp_path, **settings)
+    assert latest_epoch(tmp_path) == 1 and not (tmp_path / ".lock").exists()
+    capsys.readouterr()
+    resumed = gan.train_gan(images, epochs=3, out_dir=tmp_path, **settings)  # fresh networks
+    printed = capsys.readouterr().out
+    assert f"resuming {tmp_path} after epoch 1" in printed and "epoch 1/3" not in printed
+    for name in METRICS:
+        assert len(resumed.history[name]) == 3, name
+        np.testing.assert_allclose(
+            resumed.history[name], unbroken.history[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )
+    assert sorted(resumed.samples) == [0, 1, 2, 3]  # the grids of the first call came back too
+    for epoch in range(4):
+        np.testing.assert_allclose(resumed.samples[epoch], unbroken.samples[epoch], atol=1e-5)
+    # load_gan rebuilds both networks from the folder, with the saved history and grids
+    loaded = gan.load_gan(tmp_path, device="cpu")
+    noise = sample_latent(8, 128, seed=9)
+    np.testing.assert_allclose(
+        gan.generate(loaded.generator, noise), gan.generate(unbroken.generator, noise), atol=1e-5
+    )
+    real = images[:20]
+    np.testing.assert_allclose(
+        gan.discriminate(loaded.discriminator, real),
+        gan.discriminate(unbroken.discriminator, real),
+        atol=1e-5,
+    )
+    assert loaded.history["d_loss"] == resumed.history["d_loss"] and sorted(loaded.samples) == [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def tf_gan_folder(images: np.ndarray, tmp_path_factory) -> Path:
+    """A TensorFlow MLP GAN trained 2 epochs into a folder with the default settings."""
+    folder = tmp_path_factory.mktemp("gan")
+    tfg.train_gan(images, epochs=2, out_dir=folder, log_every=0, device="cpu")
+    return folder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("side", "change", "error", "message"),
+    [
+        ("tensorflow", {"learning_rate": 1e-3}, SettingsMismatch, "learning_rate= 0.0002"),
+        ("tensorflow", {"d_learning_rate": 1e-4}, SettingsMismatch, "d_learning_rate= None"),
+        ("tensorflow", {"variant": "saturating"}, SettingsMismatch, "variant= 'non_saturating'"),
+        ("tensorflow", {"noise_dim": 64}, SettingsMismatch, "noise_dim= 128"),
+        ("tensorflow", {"batch_size": 50}, SettingsMismatch, "batch_size= 100"),
+        ("torch", {}, RunFolderError, "holds a tensorflow run"),
+    ],
+)
+def test_other_settings_are_refused_and_nothing_is_deleted(
+    side: str, change: dict, error, message: str, images: np.ndarray, tf_gan_folder: Path
+) -> None:
+    before = _files(tf_gan_folder)
+    with pytest.raises(error, match=message):
+        SIDES[side].train_gan(images, epochs=4, out_dir=tf_gan_folder, log_every=0, device="cpu", **change)
+    assert _files(tf_gan_folder) == before
+    with pytest.raises(RunFolderError, match="not a torch MLP GAN"):
+        ptg.load_gan(tf_gan_folder)
+
+
+def test_a_shorter_run_keeps_the_checkpoint_and_overwrite_restarts(
+    images: np.ndarray, tmp_path: Path
+) -> None:
+    ptg.train_gan(images, epochs=3, out_dir=tmp_path, log_every=0, device="cpu")
+    before = _files(tmp_path)
+    again = ptg.train_gan(images, epochs=1, out_dir=tmp_path, log_every=0, device="cpu")
+    assert _files(tmp_path) == before and latest_epoch(tmp_path) == 3
+    assert len(again.history["d_loss"]) == 3 and sorted(again.samples) == [0, 1, 2, 3]
+    fresh = ptg.train_gan(images, epochs=1, out_dir=tmp_path, learning_rate=1e-3, overwrite=True, log_every=0)
+    assert len(fresh.history["d_loss"]) == 1 and latest_epoch(tmp_path) == 1
+    assert not (tmp_path / "epoch_0003").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["learning_rate"] == 1e-3
+
+
 def test_keras_idiom_loop_runs(images: np.ndarray) -> None:
     toggled = tfg.train_gan_keras_idiom(images, epochs=1, toggle=True, log_every=0)
     assert toggled.history["d_change"][0] > 0 and toggled.history["g_change"][0] > 0
-    assert np.isfinite([v[0] for v in toggled.history.values()]).all()
+    assert np.isfinite([toggled.history[name][0] for name in METRICS | {"d_change", "g_change"}]).all()
     assert toggled.samples[1].shape == (16, 784)
 
 
-@pytest.mark.parametrize("side", ["tensorflow", "torch"])
-def test_divergence_stops_training_with_a_clear_error(side: str, images: np.ndarray) -> None:
-    gan = tfg if side == "tensorflow" else ptg
+@pytest.mark.parametrize("side", SIDES)
+def test_a_nan_loss_stops_training_with_a_clear_error(side: str, images: np.ndarray, tmp_path: Path) -> None:
+    gan = SIDES[side]
+    assert gan.TrainingFailed is TrainingFailed
     discriminator = gan.build_discriminator()
     if side == "tensorflow":
         kernel = discriminator.get_layer("logit").kernel
@@ -254,16 +412,31 @@ def test_divergence_stops_training_with_a_clear_error(side: str, images: np.ndar
     else:
         with torch.no_grad():
             discriminator.logit.weight.fill_(float("nan"))
-    with pytest.raises(gan.GanDivergedError, match=r"diverged at epoch 1, step 0: .*d_loss=nan"):
-        gan.train_gan(images, epochs=3, discriminator=discriminator, log_every=0)
+    with pytest.raises(
+        TrainingFailed, match=r"training failed at epoch 1: d_loss=nan.*last checkpoint: none"
+    ):
+        gan.train_gan(
+            images, epochs=3, discriminator=discriminator, out_dir=tmp_path, log_every=0, device="cpu"
+        )
+    assert latest_epoch(tmp_path) == 0 and not (tmp_path / ".lock").exists()
 
 
-@pytest.mark.parametrize("side", ["tensorflow", "torch"])
+@pytest.mark.parametrize("side", SIDES)
 def test_bad_inputs_are_refused(side: str, images: np.ndarray) -> None:
-    gan = tfg if side == "tensorflow" else ptg
-    with pytest.raises(ValueError, match="0-255"):
+    gan = SIDES[side]
+    with pytest.raises(InputError, match="0-255"):
         gan.train_gan(images * 255.0, epochs=1)
-    with pytest.raises(ValueError, match="expected"):
-        gan.train_gan(images.reshape(-1, 28, 28), epochs=1)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(InputError, match="expected"):
+        gan.train_gan(images[:, :100], epochs=1)
+    with pytest.raises(InputError, match="batch_size"):
         gan.train_gan(images[:50], epochs=1)
+    with pytest.raises(InputError, match="variant"):
+        gan.train_gan(images, epochs=1, variant="minimax")
+    with pytest.raises(InputError, match="fixed_noise"):
+        gan.train_gan(images, epochs=1, fixed_noise=np.zeros((4, 7), np.float32), log_every=0)
+    with pytest.raises(InputError, match="needs out_dir"):
+        gan.train_gan(images, epochs=1, overwrite=True, log_every=0)
+    with pytest.raises(TypeError, match="unexpected settings"):
+        gan.train_gan(images, epochs=1, checkpoint_dir="old")
+    with pytest.raises(TypeError, match="needs epochs"):
+        gan.train_gan(images)

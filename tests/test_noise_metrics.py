@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import companion
-from companion import metrics
+from companion.evaluation import metrics
 from companion.noise import add_gaussian_noise
 
 SIGMA = 0.55

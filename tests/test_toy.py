@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.integrate import trapezoid
 
-from companion import toy
+from companion.theory import toy
+from companion.training.guards import TrainingFailed
 
 SCALE, SHIFT = 1.0, 0.0  # the fixed generator of the D* check: N(0, 1) against data N(2, 0.5^2)
 TOLERANCE = 0.03  # mass-weighted mean |D - D*|; the trained D reaches ~0.005, wrong formulas >= 0.15
@@ -71,6 +72,56 @@ def test_generator_logit_gradients() -> None:
         toy.generator_logit_gradients(np.array([0.0]))
 
 
+class FakeGame:
+    """A NumPy stand-in for the networks: each step nudges the affine generator's shift by 0.1."""
+
+    def __init__(self, nan_at: int | None = None) -> None:
+        self.scale, self.shift, self.batches, self.nan_at = 1.0, 0.0, [], nan_at
+
+    def step(self, real, d_noise, g_noise):
+        self.batches.append((real, d_noise, g_noise))
+        self.shift += 0.1
+        loss = float("nan") if len(self.batches) - 1 == self.nan_at else 1.0
+        return {"d_loss": loss, "g_loss": 1.0}
+
+    def play(self, **overrides):
+        settings = dict(steps=5, batch_size=8, record_every=2, snapshot_steps=(0, 5), n_snapshot=3, seed=4)
+        return toy.play_toy_game(
+            self.step,
+            lambda z: self.scale * z + self.shift,
+            lambda x: np.full(len(x), 0.25),
+            lambda: (self.scale, self.shift),
+            **{**settings, **overrides},
+        )
+
+
+def test_play_toy_game_records_the_game() -> None:
+    game = FakeGame()
+    history = game.play()
+    assert history["step"] == [0, 2, 4, 5]  # every record_every steps, and the last
+    np.testing.assert_allclose(history["shift"], [0.0, 0.2, 0.4, 0.5])
+    assert history["jsd"][0] == pytest.approx(toy.toy_jsd(1.0, 0.0))
+    assert history["d_real"] == history["d_fake"] == [0.25] * 4
+    assert [s for s, _ in history["snapshots"]] == [0, 5]
+    first, last = (samples for _, samples in history["snapshots"])
+    assert first.shape == (3,) and np.allclose(last - first, 0.5)  # the same noise, shifted by 5 steps
+    # the batches come from one stream seeded by ``seed``: data, then D's noise, then G's noise
+    rng = np.random.default_rng(4)
+    assert len(game.batches) == 5
+    for real, d_noise, g_noise in game.batches:
+        assert real.shape == d_noise.shape == g_noise.shape == (8, 1)
+        np.testing.assert_array_equal(real, toy.sample_data(8, rng))
+        np.testing.assert_array_equal(d_noise, toy.sample_noise(8, rng))
+        np.testing.assert_array_equal(g_noise, toy.sample_noise(8, rng))
+
+
+def test_play_toy_game_stops_on_a_nan_loss() -> None:
+    with pytest.raises(TrainingFailed, match="diverged at step 2"):
+        FakeGame(nan_at=2).play()
+    with pytest.raises(ValueError, match="steps"):
+        FakeGame().play(steps=0)
+
+
 def test_wrong_formulas_fail_the_tolerance() -> None:
     """The tolerance used below is tight enough to reject plausible mistakes."""
     x, p_data, p_g = _densities()
@@ -90,7 +141,7 @@ def test_trained_discriminator_matches_closed_form(side: str) -> None:
 
     seed_everything(0)
     discriminator, generator = gan.build_toy_discriminator(), gan.build_toy_generator(SCALE, SHIFT)
-    losses = gan.train_toy_discriminator(discriminator, generator, steps=800, seed=0)
+    losses = gan.train_toy_discriminator(discriminator, generator, steps=800, seed=0, device="cpu")
     assert gan.toy_generator_params(generator) == pytest.approx((SCALE, SHIFT)), "G must stay fixed"
     x, p_data, p_g = _densities()
     d_star = toy.optimal_discriminator(p_data, p_g)
@@ -114,7 +165,12 @@ def test_toy_gan_moves_towards_the_data(side: str) -> None:
 
     seed_everything(0)
     history = gan.train_toy_gan(
-        gan.build_toy_discriminator(), gan.build_toy_generator(1.0, -2.0), steps=300, record_every=100, seed=0
+        gan.build_toy_discriminator(),
+        gan.build_toy_generator(1.0, -2.0),
+        steps=300,
+        record_every=100,
+        seed=0,
+        device=None,
     )
     assert history["step"] == [0, 100, 200, 300]
     assert history["jsd"][-1] < history["jsd"][0] - 0.05

@@ -10,11 +10,17 @@ channels-last images ``(N, 28, 28, 1)``, as Keras expects. Pixels lie in [0, 1].
 
 from __future__ import annotations
 
+import os
+from typing import Unpack
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from companion.validation import check_positive
+from companion.tensorflow import runtime
+from companion.tensorflow.training import FRAMEWORK, Trainer, make_adam
+from companion.training import tasks
+from companion.validation import check_images, check_positive
 
 PIXELS = 784
 DEEP_HIDDEN = (256, 128)
@@ -25,8 +31,9 @@ KINDS = ("dense", "deep", "conv")
 class Autoencoder(keras.Model):
     """``decoder(encoder(x))``; ``example_shape`` is the shape of one input image."""
 
-    def __init__(self, encoder: keras.Model, decoder: keras.Model, *, name: str) -> None:
-        super().__init__(name=name)
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, *, kind: str) -> None:
+        super().__init__(name=f"{kind}_autoencoder")
+        self.kind = kind
         self.encoder = encoder
         self.decoder = decoder
         self.code_size = int(encoder.outputs[0].shape[-1])
@@ -36,8 +43,8 @@ class Autoencoder(keras.Model):
         return self.decoder(self.encoder(x, training=training), training=training)
 
 
-def _finish(encoder: keras.Model, decoder: keras.Model, name: str) -> Autoencoder:
-    model = Autoencoder(encoder, decoder, name=name)
+def _finish(encoder: keras.Model, decoder: keras.Model, kind: str) -> Autoencoder:
+    model = Autoencoder(encoder, decoder, kind=kind)
     model(np.zeros((1, *model.example_shape), np.float32))  # build, so weights exist now
     return model
 
@@ -59,7 +66,7 @@ def dense_autoencoder(code_size: int = 32) -> Autoencoder:
         ],
         name="decoder",
     )
-    return _finish(encoder, decoder, "dense_autoencoder")
+    return _finish(encoder, decoder, "dense")
 
 
 def deep_autoencoder(code_size: int = 32) -> Autoencoder:
@@ -88,7 +95,7 @@ def deep_autoencoder(code_size: int = 32) -> Autoencoder:
         ],
         name="decoder",
     )
-    return _finish(encoder, decoder, "deep_autoencoder")
+    return _finish(encoder, decoder, "deep")
 
 
 def conv_autoencoder(code_size: int = 32) -> Autoencoder:
@@ -121,7 +128,7 @@ def conv_autoencoder(code_size: int = 32) -> Autoencoder:
         ],
         name="decoder",
     )
-    return _finish(encoder, decoder, "conv_autoencoder")
+    return _finish(encoder, decoder, "conv")
 
 
 def build_autoencoder(kind: str, code_size: int = 32) -> Autoencoder:
@@ -138,18 +145,18 @@ def reconstruction_loss(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
 
 
 def _apply(part: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    x = np.asarray(x, np.float32)
     outs = [part(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0, *part.outputs[0].shape[1:]), np.float32)
 
 
 def encode(model: Autoencoder, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Codes ``(N, code_size)`` of images ``x`` in the model's layout."""
-    return _apply(model.encoder, x, batch_size)
+    """Codes ``(N, code_size)`` of images ``x`` in [0, 1] in the model's layout."""
+    return _apply(model.encoder, check_images(x, name="x", shape=model.example_shape), batch_size)
 
 
 def decode(model: Autoencoder, z: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Images in [0, 1], in the model's layout, decoded from codes ``z`` of shape ``(N, code_size)``."""
+    z = check_images(z, name="z", value_range=(-np.inf, np.inf), shape=(model.code_size,))
     return _apply(model.decoder, z, batch_size)
 
 
@@ -161,3 +168,77 @@ def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = 1000) -> np
 def count_parameters(model: keras.Model) -> int:
     """Number of trainable parameters."""
     return int(sum(w.numpy().size for w in model.trainable_weights))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def autoencoder_step(model: Autoencoder, optimizer: keras.optimizers.Optimizer):
+    """The train step: reconstruct ``batch["targets"]`` from ``batch["inputs"]`` (the targets
+    themselves unless a denoiser's corrupted copies are given) and take one Adam step on the MSE."""
+
+    def step(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        targets = batch["targets"]
+        with tf.GradientTape() as tape:
+            loss = reconstruction_loss(targets, model(batch.get("inputs", targets), training=True))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return {"train": loss}
+
+    return step
+
+
+def evaluate_loss(
+    model: Autoencoder, x_clean: np.ndarray, x_input: np.ndarray | None = None, batch_size: int = 1000
+) -> float:
+    """Mean reconstruction loss of ``model(x_input)`` against ``x_clean`` (``x_input`` defaults to
+    ``x_clean``), averaged over every pixel of every image."""
+    x_input = x_clean if x_input is None else x_input
+    total = 0.0
+    for i in range(0, len(x_clean), batch_size):
+        x_hat = model(tf.constant(x_input[i : i + batch_size]), training=False)
+        total += float(reconstruction_loss(tf.constant(x_clean[i : i + batch_size]), x_hat)) * len(x_hat)
+    return total / len(x_clean)
+
+
+def _side(model: Autoencoder) -> tasks.AutoencoderSide:
+    def trainer(learning_rate: float, device: str | None) -> Trainer:
+        optimizer = make_adam(model, learning_rate, **tasks.AE_ADAM)
+        return Trainer(
+            autoencoder_step(model, optimizer),
+            models={"autoencoder": model},
+            optimizers={"adam": optimizer},
+            device=device,
+        )
+
+    return tasks.AutoencoderSide(
+        FRAMEWORK,
+        model.kind,
+        model.code_size,
+        model.example_shape,
+        trainer,
+        lambda clean, inputs: evaluate_loss(model, clean, inputs),
+    )
+
+
+def fit_autoencoder(
+    model: Autoencoder,
+    x_train: np.ndarray,
+    x_val: np.ndarray | None = None,
+    **settings: Unpack[tasks.AutoencoderSettings],
+) -> dict[str, list]:
+    """Train ``model`` through the one loop; the settings and the returned history are those of
+    :func:`companion.training.tasks.fit_autoencoder` (epochs, batch_size, learning_rate, noise, seed,
+    out_dir, checkpoint_every, overwrite, log_every, device)."""
+    return tasks.fit_autoencoder(_side(model), x_train, x_val, **settings)
+
+
+def load_autoencoder(out_dir: str | os.PathLike, device: str | None = None) -> Autoencoder:
+    """The autoencoder trained into run folder ``out_dir``, with the weights of its latest checkpoint."""
+    config, folder = tasks.autoencoder_run(out_dir, FRAMEWORK)
+    with tf.device(runtime.device(device)):
+        model = build_autoencoder(config["kind"], config["code_size"])
+    Trainer(lambda batch: {}, models={"autoencoder": model}, optimizers={}, device=device).load_state(
+        folder, random_state=False
+    )
+    return model

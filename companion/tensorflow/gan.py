@@ -17,28 +17,31 @@ Keras 3 reads ``trainable`` at a different moment than the Keras 2 code it comes
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+import os
+from typing import Unpack
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from companion import gan_loops, toy
-from companion.divergence import GanDivergedError as GanDivergedError  # re-exported for users of this module
-from companion.divergence import check_finite
-from companion.noise import sample_latent
-from companion.progress import batches, epoch_line, should_log
+from companion.tensorflow import runtime
+from companion.tensorflow.training import FRAMEWORK, Trainer, make_adam
+from companion.theory import toy
+from companion.training import tasks
+from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
+from companion.training.loop import Monitor
 from companion.validation import check_positive
 
-NOISE_DIM, HIDDEN, IMAGE_DIM = 128, 256, 784
-LEARNING_RATE, BETA_1, EPSILON = 2e-4, 0.5, 1e-7  # beta_1 0.5: less momentum, a calmer alternating game
-BATCH_SIZE = 100
+_DEFAULTS = tasks.GanConfig(epochs=1)
+NOISE_DIM, HIDDEN, IMAGE_DIM = _DEFAULTS.noise_dim, 256, tasks.MNIST_PIXELS
+LEARNING_RATE, BETA_1, EPSILON = _DEFAULTS.learning_rate, tasks.GAN_BETA_1, tasks.GAN_EPSILON
+BATCH_SIZE = _DEFAULTS.batch_size
 LEAKY_SLOPE = 0.2
-VARIANTS = gan_loops.VARIANTS
+VARIANTS = tasks.VARIANTS
 TOY_HIDDEN, TOY_BATCH_SIZE = 32, 256
 TOY_D_LEARNING_RATE = 1e-2  # fitting D with G fixed: fast, then a tenth of it to settle
 TOY_GAN_LEARNING_RATE = 2e-3
+GanRun = tasks.GanRun
 
 
 # --------------------------------------------------------------------------- models
@@ -71,9 +74,7 @@ def build_discriminator(hidden: int = HIDDEN) -> keras.Model:
 
 
 def _adam(learning_rate: float, model: keras.Model) -> keras.optimizers.Adam:
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=BETA_1, beta_2=0.999, epsilon=EPSILON)
-    optimizer.build(model.trainable_variables)  # create the slots now, outside any tf.function
-    return optimizer
+    return make_adam(model, learning_rate, beta_1=BETA_1, epsilon=EPSILON)
 
 
 def make_optimizers(
@@ -138,7 +139,7 @@ def discriminator_step(
         fake_logits = discriminator(fake, training=True)
         loss = discriminator_loss(real_logits, fake_logits)
     grads = tape.gradient(loss, discriminator.trainable_variables)
-    d_optimizer.apply_gradients(zip(grads, discriminator.trainable_variables))
+    d_optimizer.apply_gradients(zip(grads, discriminator.trainable_variables, strict=True))
     return {
         "d_loss": loss,
         "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
@@ -158,7 +159,7 @@ def generator_step(
     with tf.GradientTape() as tape:
         loss = generator_loss(discriminator(generator(noise, training=True), training=True), variant)
     grads = tape.gradient(loss, generator.trainable_variables)
-    g_optimizer.apply_gradients(zip(grads, generator.trainable_variables))
+    g_optimizer.apply_gradients(zip(grads, generator.trainable_variables, strict=True))
     return {"g_loss": loss}
 
 
@@ -181,23 +182,7 @@ def train_step(
     return metrics
 
 
-# --------------------------------------------------------------------------- the training loop
-
-
-@dataclass
-class GanRun:
-    """What :func:`train_gan` returns.
-
-    ``history`` has per-epoch means of ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)) and
-    ``d_fake`` (mean D(G(z))); ``samples`` maps an epoch (0 = before training) to
-    generator outputs for the fixed noise, flat (n, 784) in [0, 1].
-    """
-
-    generator: keras.Model
-    discriminator: keras.Model
-    history: dict[str, list[float]] = field(default_factory=dict)
-    samples: dict[int, np.ndarray] = field(default_factory=dict)
-    seconds: float = 0.0
+# --------------------------------------------------------------------------- training through the one loop
 
 
 def generate(generator: keras.Model, noise: np.ndarray) -> np.ndarray:
@@ -211,58 +196,57 @@ def discriminate(discriminator: keras.Model, x: np.ndarray) -> np.ndarray:
     return tf.sigmoid(logits).numpy().reshape(-1)
 
 
-def _numpy_step(generator, discriminator, g_opt, d_opt, variant: str):  # noqa: ANN001
-    """:func:`train_step` for NumPy batches, returning float metrics (what ``companion.gan_loops`` calls)."""
+def gan_step(generator, discriminator, g_optimizer, d_optimizer, variant: str = "non_saturating"):
+    """:func:`train_step` on a batch from the loop (``real``, ``d_noise``, ``g_noise``)."""
 
-    def step(real: np.ndarray, d_noise: np.ndarray, g_noise: np.ndarray) -> dict[str, float]:
-        tensors = [tf.convert_to_tensor(a) for a in (real, d_noise, g_noise)]
-        metrics = train_step(generator, discriminator, g_opt, d_opt, *tensors, variant)
-        return {name: float(value) for name, value in metrics.items()}
+    def step(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return train_step(
+            generator,
+            discriminator,
+            g_optimizer,
+            d_optimizer,
+            batch["real"],
+            batch["d_noise"],
+            batch["g_noise"],
+            variant,
+        )
 
     return step
 
 
-def train_gan(
-    images: np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int = BATCH_SIZE,
-    variant: str = "non_saturating",
-    learning_rate: float = LEARNING_RATE,
-    d_learning_rate: float | None = None,
-    noise_dim: int = NOISE_DIM,
-    seed: int = 0,
-    fixed_noise: np.ndarray | None = None,
-    sample_every: int = 1,
-    log_every: int = 1,
-    generator: keras.Model | None = None,
-    discriminator: keras.Model | None = None,
-) -> GanRun:
-    """Train the MNIST MLP GAN on flat images (N, 784) in [0, 1]; returns a :class:`GanRun`.
-
-    Shuffling and noise come from NumPy seeded by ``seed`` (the PyTorch side draws the same
-    numbers). ``fixed_noise`` (default 16 vectors from ``seed + 1``) gives the sample grids,
-    stored every ``sample_every`` epochs. ``d_learning_rate`` (default ``learning_rate``) sets the
-    discriminator's own rate. A NaN/inf loss raises :class:`GanDivergedError`.
-    The last incomplete batch of each epoch is dropped so every step sees ``batch_size`` images.
-    """
-    x = gan_loops.check_gan_args(images, epochs, batch_size, variant)
-    generator = generator or build_generator(noise_dim)
-    discriminator = discriminator or build_discriminator()
-    g_opt, d_opt = make_optimizers(generator, discriminator, learning_rate, d_learning_rate)
-    history, samples, seconds = gan_loops.fit_mlp_gan(
-        _numpy_step(generator, discriminator, g_opt, d_opt, variant),
-        lambda noise: generate(generator, noise),
-        x,
-        epochs=epochs,
-        batch_size=batch_size,
-        noise_dim=noise_dim,
-        seed=seed,
-        fixed_noise=fixed_noise,
-        sample_every=sample_every,
-        log_every=log_every,
+def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanRun:
+    """Train the MNIST MLP GAN on flat images (N, 784) in [0, 1] through the one loop; returns a
+    :class:`GanRun`. Settings, defaults and behaviour: :class:`companion.training.tasks.GanConfig`."""
+    s = tasks.gan_settings(settings)
+    x = tasks.check_gan_images(images, s.batch_size)
+    with tf.device(runtime.device(s.device)):
+        generator = s.generator or build_generator(s.noise_dim)
+        discriminator = s.discriminator or build_discriminator()
+        g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate)
+    trainer = Trainer(
+        gan_step(generator, discriminator, g_opt, d_opt, s.variant),
+        models={"generator": generator, "discriminator": discriminator},
+        optimizers={"generator": g_opt, "discriminator": d_opt},
+        device=s.device,
     )
-    return GanRun(generator, discriminator, history, samples, seconds)
+    history, samples = tasks.train_gan(trainer, lambda noise: generate(generator, noise), x, s)
+    return tasks.gan_result(generator, discriminator, history, samples)
+
+
+def load_gan(out_dir: str | os.PathLike, device: str | None = None) -> GanRun:
+    """The MLP GAN trained into run folder ``out_dir`` (latest checkpoint) as a :class:`GanRun`
+    whose ``history`` is the saved one and ``samples`` the fixed-noise grids kept with it."""
+    config, folder = tasks.gan_run(out_dir, FRAMEWORK)
+    generator, discriminator = build_generator(config["noise_dim"]), build_discriminator()
+    trainer = Trainer(
+        lambda batch: {},
+        models={"generator": generator, "discriminator": discriminator},
+        optimizers={},
+        device=device,
+    )
+    trainer.load_state(folder, random_state=False)
+    history, samples = tasks.read_gan_checkpoint(folder)
+    return tasks.gan_result(generator, discriminator, history, samples)
 
 
 # --------------------------------------------------------------------------- the old Keras idiom
@@ -319,6 +303,66 @@ def keras_idiom_step(
     return {"d_loss": float(d_real) + float(d_fake), "g_loss": float(g_loss)}
 
 
+class _KerasIdiomTrainer:
+    """The loop's trainer for the Keras idiom: the step runs ``train_on_batch`` on NumPy batches."""
+
+    framework = FRAMEWORK
+
+    def __init__(self, generator, discriminator, combined, toggle: bool) -> None:
+        self.device = runtime.device()
+        self.generator, self.discriminator, self.combined, self.toggle = (
+            generator,
+            discriminator,
+            combined,
+            toggle,
+        )
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def upload(self, arrays) -> None:
+        self.arrays = dict(arrays)
+
+    def step(self, index: np.ndarray, inputs) -> dict[str, float]:
+        real = self.arrays["real"][index]
+        return keras_idiom_step(
+            self.generator,
+            self.discriminator,
+            self.combined,
+            real,
+            inputs["d_noise"],
+            inputs["g_noise"],
+            self.toggle,
+        )
+
+    def to_floats(self, values) -> dict[str, float]:
+        return {name: float(value) for name, value in values.items()}
+
+    def save_state(self, folder) -> None:
+        raise NotImplementedError("the Keras idiom is a demonstration; it keeps no checkpoints")
+
+    load_state = save_state
+
+
+class _WeightChanges(Monitor):
+    """Per epoch: the largest change of any D / G weight, and D's mean outputs on a probe batch."""
+
+    def __init__(self, generator, discriminator, probe_real: np.ndarray, probe_noise: np.ndarray) -> None:
+        self.generator, self.discriminator = generator, discriminator
+        self.probe_real, self.probe_noise = probe_real, probe_noise
+
+    def before_epoch(self, epoch: int) -> None:
+        self.d_before, self.g_before = weight_snapshot(self.discriminator), weight_snapshot(self.generator)
+
+    def after_epoch(self, epoch: int) -> dict[str, float]:
+        return {
+            "d_real": float(discriminate(self.discriminator, self.probe_real).mean()),
+            "d_fake": float(
+                discriminate(self.discriminator, generate(self.generator, self.probe_noise)).mean()
+            ),
+            "d_change": max_abs_change(self.d_before, weight_snapshot(self.discriminator)),
+            "g_change": max_abs_change(self.g_before, weight_snapshot(self.generator)),
+        }
+
+
 def train_gan_keras_idiom(
     images: np.ndarray,
     *,
@@ -333,44 +377,34 @@ def train_gan_keras_idiom(
     generator: keras.Model | None = None,
     discriminator: keras.Model | None = None,
 ) -> GanRun:
-    """Train with :func:`keras_combined_model` and ``train_on_batch`` (same data order and noise as
-    :func:`train_gan` for the same ``seed``). ``history`` holds per-epoch ``d_loss``, ``g_loss``,
-    ``d_real``/``d_fake`` (D's mean outputs on the last batch of the epoch) and ``d_change``/
-    ``g_change``: the largest absolute change of any D / G weight during the epoch.
+    """Train with :func:`keras_combined_model` and ``train_on_batch`` through the one loop (same data
+    order and noise as :func:`train_gan` for the same ``seed``). ``history`` holds per-epoch
+    ``d_loss``, ``g_loss``, ``d_real``/``d_fake`` (D's mean outputs on a fixed probe batch after the
+    epoch) and ``d_change``/``g_change``: the largest absolute change of any D / G weight in the epoch.
     """
-    x = gan_loops.check_gan_args(images, epochs, batch_size, "non_saturating")
+    s = tasks.GanConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        noise_dim=noise_dim,
+        seed=seed,
+        fixed_noise=fixed_noise,
+        log_every=log_every,
+    )
+    x = tasks.check_gan_images(images, batch_size)
     generator = generator or build_generator(noise_dim)
     discriminator = discriminator or build_discriminator()
     combined = keras_combined_model(generator, discriminator, learning_rate)
-    rng = np.random.default_rng(seed)
-    fixed = sample_latent(16, noise_dim, seed=seed + 1) if fixed_noise is None else fixed_noise
-    keys = ("d_loss", "g_loss", "d_real", "d_fake", "d_change", "g_change")
-    run = GanRun(generator, discriminator, {k: [] for k in keys})
-    run.samples[0] = generate(generator, fixed)
-    steps = len(x) // batch_size
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        tick, order, sums = time.perf_counter(), rng.permutation(len(x)), {"d_loss": 0.0, "g_loss": 0.0}
-        d_before, g_before = weight_snapshot(discriminator), weight_snapshot(generator)
-        for step in batches(range(steps), steps, f"epoch {epoch}/{epochs}"):
-            real = x[order[step * batch_size : (step + 1) * batch_size]]
-            d_noise = sample_latent(batch_size, noise_dim, seed=rng)
-            g_noise = sample_latent(batch_size, noise_dim, seed=rng)
-            values = keras_idiom_step(generator, discriminator, combined, real, d_noise, g_noise, toggle)
-            check_finite(values, epoch, step)
-            for name in sums:
-                sums[name] += values[name] / steps
-        sums["d_real"] = float(discriminate(discriminator, real).mean())
-        sums["d_fake"] = float(discriminate(discriminator, generate(generator, g_noise)).mean())
-        sums["d_change"] = max_abs_change(d_before, weight_snapshot(discriminator))
-        sums["g_change"] = max_abs_change(g_before, weight_snapshot(generator))
-        for name, value in sums.items():
-            run.history[name].append(value)
-        run.samples[epoch] = generate(generator, fixed)
-        if should_log(epoch, epochs, log_every):
-            print(epoch_line(epoch, epochs, sums, time.perf_counter() - tick))
-    run.seconds = time.perf_counter() - start
-    return run
+    probe_noise = tasks.sample_latent(batch_size, noise_dim, seed=seed + 2)
+    history, samples = tasks.train_gan(
+        _KerasIdiomTrainer(generator, discriminator, combined, toggle),
+        lambda noise: generate(generator, noise),
+        x,
+        s,
+        config={"model": "mlp-gan-keras-idiom", "toggle": toggle},
+        monitor=_WeightChanges(generator, discriminator, x[:batch_size], probe_noise),
+    )
+    return tasks.gan_result(generator, discriminator, history, samples)
 
 
 def weight_snapshot(model: keras.Model) -> list[np.ndarray]:
@@ -380,10 +414,21 @@ def weight_snapshot(model: keras.Model) -> list[np.ndarray]:
 
 def max_abs_change(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     """Largest absolute difference between two weight snapshots (0.0 means nothing moved)."""
-    return float(max(np.abs(a - b).max() for a, b in zip(before, after)))
+    return float(max(np.abs(a - b).max() for a, b in zip(before, after, strict=True)))
 
 
 # --------------------------------------------------------------------------- the 1-d toy
+
+
+def _numpy_step(generator, discriminator, g_opt, d_opt, variant: str):
+    """:func:`train_step` for NumPy batches, returning float metrics (what ``toy.play_toy_game`` calls)."""
+
+    def step(real: np.ndarray, d_noise: np.ndarray, g_noise: np.ndarray) -> dict[str, float]:
+        real_t, d_noise_t, g_noise_t = (tf.convert_to_tensor(a) for a in (real, d_noise, g_noise))
+        metrics = train_step(generator, discriminator, g_opt, d_opt, real_t, d_noise_t, g_noise_t, variant)
+        return {name: float(value) for name, value in metrics.items()}
+
+    return step
 
 
 def build_toy_discriminator(hidden: int = TOY_HIDDEN) -> keras.Model:
@@ -428,6 +473,7 @@ def train_toy_discriminator(
     batch_size: int = TOY_BATCH_SIZE,
     learning_rate: float = TOY_D_LEARNING_RATE,
     seed: int = 0,
+    device: str | None = None,
 ) -> list[float]:
     """Fit D with G held fixed (fresh samples every step); returns the D loss of every step.
 
@@ -439,11 +485,13 @@ def train_toy_discriminator(
     for step in range(steps):
         if step == int(0.6 * steps):
             optimizer.learning_rate = learning_rate / 10  # a variable: no retracing
-        real = tf.convert_to_tensor(toy.sample_data(batch_size, rng))
-        noise = tf.convert_to_tensor(toy.sample_noise(batch_size, rng))
-        metrics = discriminator_step(generator, discriminator, optimizer, real, noise)
+        with tf.device(runtime.device(device)):
+            real = tf.convert_to_tensor(toy.sample_data(batch_size, rng))
+            noise = tf.convert_to_tensor(toy.sample_noise(batch_size, rng))
+            metrics = discriminator_step(generator, discriminator, optimizer, real, noise)
         losses.append(float(metrics["d_loss"]))
-        check_finite({"d_loss": losses[-1]}, 1, step)
+        if not np.isfinite(losses[-1]):
+            raise TrainingFailed(f"the toy discriminator diverged at step {step}; lower the learning rate")
     return losses
 
 
@@ -459,25 +507,27 @@ def train_toy_gan(
     snapshot_steps: tuple[int, ...] = (),
     n_snapshot: int = 2000,
     seed: int = 0,
+    device: str | None = None,
 ) -> dict[str, list]:
     """Play the 1-d game: alternate one D step and one G step for ``steps`` rounds.
 
     Returns lists recorded every ``record_every`` rounds (and at 0): ``step``, ``scale``, ``shift``,
-    ``jsd`` (exact, from :mod:`companion.toy`), ``d_real`` and ``d_fake`` (mean D outputs on fresh
+    ``jsd`` (exact, from :mod:`companion.theory.toy`), ``d_real`` and ``d_fake`` (mean D outputs on fresh
     batches), plus ``snapshots``: ``(step, samples)`` pairs of ``n_snapshot`` generated points
     (float32 (n,)) at each step listed in ``snapshot_steps``.
     """
-    gan_loops.check_variant(variant)
+    tasks.check_variant(variant)
     g_opt, d_opt = _adam(learning_rate, generator), _adam(learning_rate, discriminator)
-    return gan_loops.play_toy_game(
-        _numpy_step(generator, discriminator, g_opt, d_opt, variant),
-        lambda noise: generate(generator, noise),
-        lambda x: discriminate(discriminator, x),
-        lambda: toy_generator_params(generator),
-        steps=steps,
-        batch_size=batch_size,
-        record_every=record_every,
-        snapshot_steps=snapshot_steps,
-        n_snapshot=n_snapshot,
-        seed=seed,
-    )
+    with tf.device(runtime.device(device)):
+        return toy.play_toy_game(
+            _numpy_step(generator, discriminator, g_opt, d_opt, variant),
+            lambda noise: generate(generator, noise),
+            lambda x: discriminate(discriminator, x),
+            lambda: toy_generator_params(generator),
+            steps=steps,
+            batch_size=batch_size,
+            record_every=record_every,
+            snapshot_steps=snapshot_steps,
+            n_snapshot=n_snapshot,
+            seed=seed,
+        )

@@ -1,202 +1,111 @@
-"""Chapters 2-3: training autoencoders and denoisers with ``tf.GradientTape``.
+"""TensorFlow's half of the one training loop (:mod:`companion.training.loop`).
 
-``companion.torch.training`` has the same functions with the same arguments and computes
-the same thing: the same batches in the same order (NumPy shuffling seeded per epoch),
-the same noise, the same loss (MSE over every pixel) and Adam with the same settings.
-
-A checkpoint directory holds, after every ``checkpoint_every`` epochs:
-
-* ``epoch_0007.weights.h5`` -- the model weights;
-* ``epoch_0007.optimizer.npz`` -- Adam's step count and moment estimates;
-* ``checkpoint.json`` -- which epoch the files above belong to, with the loss history so far;
-* ``history.json`` -- the loss history, rewritten after every epoch.
-
-Every file is written to a temporary name and renamed in one step, and ``checkpoint.json``
-is written last, so a crash at any moment leaves the previous checkpoint complete.
+:class:`Trainer` wraps a model's train step: it places the training arrays on the device once,
+gathers each batch there, runs the step as a ``tf.function`` and writes or reads checkpoints
+(weights, optimiser slots and the dropout layers' random state) with ``tf.train.Checkpoint``.
+``companion.torch.training`` is the same for PyTorch, name for name.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from companion.checkpoints import atomic_path, read_json, write_json
-from companion.fitting import (
-    ADAM_BETAS,
-    ADAM_EPSILON,
-    HISTORY,
-    POINTER,
-    Noise,
-    check_fit_arguments,
-    corrupt,
-    epoch_rng,
-)
-from companion.progress import batches, epoch_line, should_log
-from companion.tensorflow.autoencoders import Autoencoder, reconstruction_loss
-from companion.validation import check_positive
+from companion.settings import quiet_native_stderr
+from companion.tensorflow import runtime
+from companion.training.run_folder import RunFolderError
+
+FRAMEWORK = "tensorflow"
+# Grappler cannot fuse conv + bias + LeakyReLU when the gradient needs the pre-activation; it leaves
+# the graph as it was but logs an ERROR line each time a step is traced. Only such lines are hidden.
+HARMLESS_NATIVE_LOGS = ("remapper failed", "Remapper", "layout failed")
+Batch = dict[str, tf.Tensor]
 
 
-def make_optimizer(model: Autoencoder, learning_rate: float = 1e-3) -> keras.optimizers.Adam:
-    """Adam over ``model``'s weights with the shared settings (``ADAM_BETAS``, ``ADAM_EPSILON``).
-
-    Built right away, so that its state exists before a checkpoint is loaded into it.
-    """
-    check_positive("learning_rate", learning_rate)
-    beta_1, beta_2 = ADAM_BETAS
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=ADAM_EPSILON)
+def make_adam(
+    model: keras.Model,
+    learning_rate: float,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+) -> keras.optimizers.Adam:
+    """Adam over ``model``'s trainable weights, built now so that a checkpoint restores into its slots."""
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
     optimizer.build(model.trainable_variables)
     return optimizer
 
 
-def fit_autoencoder(
-    model: Autoencoder,
-    x_train: np.ndarray,
-    x_val: np.ndarray | None = None,
-    *,
-    epochs: int = 10,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    noise: Noise = None,
-    seed: int = 0,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int = 1,
-    resume: bool = False,
-    log_every: int = 1,
-) -> dict[str, list[float]]:
-    """Train ``model`` to reconstruct clean images from (optionally corrupted) inputs.
+def seed_states(models: Mapping[str, keras.Model]) -> list[tf.Variable]:
+    """The state variables of every random layer (dropout), so that a resume continues their streams."""
+    states = []
+    for model in models.values():
+        for layer in model._flatten_layers(include_self=False):
+            generator = getattr(layer, "seed_generator", None)
+            if generator is not None:
+                states.append(generator.state)
+    return states
 
-    Args:
-        model: an autoencoder from ``companion.tensorflow.autoencoders``.
-        x_train, x_val: images in [0, 1] shaped like ``model.example_shape`` (flat
-            ``(N, 784)`` or channels-last ``(N, 28, 28, 1)``); ``x_val`` is optional.
-        epochs: total number of epochs, counting those a resumed run already did.
-        batch_size, learning_rate: mini-batch size and Adam step size.
-        noise: ``None`` (plain autoencoder), a Gaussian noise level ``sigma`` (input
-            ``clip(x + sigma * n, 0, 1)``, target ``x``: a denoiser), or a function
-            ``(x, rng) -> noisy x``. Fresh noise every epoch; validation noise is drawn once.
-        seed: seeds the shuffling and the noise (not the weights).
-        checkpoint_dir: where to write checkpoints and ``history.json``; ``None``: nowhere.
-        checkpoint_every: write a checkpoint every this many epochs (and after the last).
-        resume: continue from the last checkpoint in ``checkpoint_dir`` (weights, Adam
-            state and history); start fresh when there is none.
-        log_every: print one line every this many epochs (0: silent).
 
-    Returns:
-        ``{"train": [...], "val": [...], "seconds": [...]}``: per-epoch mean training loss,
-        validation loss (only with ``x_val``) and wall-clock seconds.
+class Trainer:
+    """Runs ``step(batch) -> metrics`` for the loop; ``batch`` maps names to tensors on the device.
+
+    ``models`` and ``optimizers`` (by name) are what a checkpoint holds. The step always runs as a
+    ``tf.function`` graph; ``compile=True`` also compiles it with XLA.
     """
-    x_train, x_val = check_fit_arguments(
-        model, x_train, x_val, epochs, batch_size, learning_rate, noise, seed, checkpoint_every, log_every
-    )
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir, the folder the checkpoints were written to")
-    epochs, batch_size = int(epochs), int(batch_size)
-    optimizer = make_optimizer(model, learning_rate)
-    history: dict[str, list[float]] = {"train": [], "seconds": []}
-    if x_val is not None:
-        history["val"] = []
-        val_input = corrupt(x_val, noise, epoch_rng(seed, 0, 1))  # one fixed noisy validation set
-    start = 0
-    if resume:
-        start, history = load_checkpoint(model, optimizer, checkpoint_dir)
-        if x_val is not None:
-            history.setdefault("val", [])
-        if start and log_every:
-            print(f"resuming after epoch {start} from {checkpoint_dir}")
 
-    @tf.function(reduce_retracing=True)
-    def train_step(inputs: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = reconstruction_loss(targets, model(inputs, training=True))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
+    framework = FRAMEWORK
 
-    n = len(x_train)
-    for epoch in range(start + 1, epochs + 1):
-        began = time.perf_counter()
-        order = epoch_rng(seed, epoch, 0).permutation(n)
-        noise_rng = epoch_rng(seed, epoch, 1)
-        total = 0.0
-        steps = range(0, n, batch_size)
-        for i in batches(steps, total=len(steps), desc=f"epoch {epoch}/{epochs}"):
-            clean = x_train[order[i : i + batch_size]]
-            loss = train_step(tf.constant(corrupt(clean, noise, noise_rng)), tf.constant(clean))
-            total += float(loss) * len(clean)  # weight by batch size: the last batch may be short
-        history["train"].append(total / n)
-        if x_val is not None:
-            history["val"].append(evaluate_loss(model, x_val, val_input, batch_size))
-        history["seconds"].append(time.perf_counter() - began)
-        if checkpoint_dir is not None:
-            write_json(Path(checkpoint_dir) / HISTORY, history)
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                save_checkpoint(model, optimizer, checkpoint_dir, epoch, history)
-        if should_log(epoch, epochs, log_every):
-            shown = {name: values[-1] for name, values in history.items() if name != "seconds"}
-            print(epoch_line(epoch, epochs, shown, history["seconds"][-1]))
-    return history
+    def __init__(
+        self,
+        step: Callable[[Batch], Mapping[str, tf.Tensor]],
+        *,
+        models: Mapping[str, keras.Model],
+        optimizers: Mapping[str, keras.optimizers.Optimizer],
+        device: str | None = None,
+        compile: bool = False,
+    ) -> None:
+        self.device = runtime.device(device)
+        self.models, self.optimizers = dict(models), dict(optimizers)
+        self._step = tf.function(step, jit_compile=compile, reduce_retracing=True)
+        self._arrays: dict[str, tf.Tensor] = {}
 
+    def upload(self, arrays: Mapping[str, np.ndarray]) -> None:
+        with tf.device(self.device):
+            self._arrays = {name: tf.constant(np.asarray(a, np.float32)) for name, a in arrays.items()}
 
-def evaluate_loss(
-    model: Autoencoder, x_clean: np.ndarray, x_input: np.ndarray | None = None, batch_size: int = 1000
-) -> float:
-    """Mean reconstruction loss of ``model(x_input)`` against ``x_clean`` (``x_input``
-    defaults to ``x_clean``), averaged over every pixel of every image."""
-    x_input = x_clean if x_input is None else x_input
-    total = 0.0
-    for i in range(0, len(x_clean), batch_size):
-        x_hat = model(tf.constant(x_input[i : i + batch_size]), training=False)
-        total += float(reconstruction_loss(tf.constant(x_clean[i : i + batch_size]), x_hat)) * len(x_hat)
-    return total / len(x_clean)
+    def step(self, index: np.ndarray, inputs: Mapping[str, np.ndarray]) -> Mapping[str, tf.Tensor]:
+        with tf.device(self.device):
+            rows = tf.constant(index)
+            batch = {name: tf.gather(array, rows) for name, array in self._arrays.items()}
+            batch.update({name: tf.constant(value) for name, value in inputs.items()})
+            with quiet_native_stderr(HARMLESS_NATIVE_LOGS):
+                return self._step(batch)
 
+    def to_floats(self, values: Mapping[str, Any]) -> dict[str, float]:
+        return {name: float(value) for name, value in values.items()}
 
-def save_checkpoint(
-    model: Autoencoder,
-    optimizer: keras.optimizers.Optimizer,
-    checkpoint_dir: str | Path,
-    epoch: int,
-    history: dict[str, list[float]],
-) -> Path:
-    """Write the weights, the optimizer state and then ``checkpoint.json`` pointing at them."""
-    folder = Path(checkpoint_dir)
-    weights, state = f"epoch_{epoch:04d}.weights.h5", f"epoch_{epoch:04d}.optimizer.npz"
-    with atomic_path(folder / weights, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-    with atomic_path(folder / state, suffix=".npz") as tmp:
-        np.savez(tmp, *[v.numpy() for v in optimizer.variables])
-    pointer = write_json(
-        folder / POINTER, {"epoch": epoch, "weights": weights, "optimizer": state, "history": history}
-    )
-    for old in folder.glob("epoch_*"):  # only now is the previous checkpoint no longer needed
-        if old.name not in (weights, state):
-            old.unlink()
-    return pointer
+    def _checkpoint(self, random_state: bool = True) -> tf.train.Checkpoint:
+        parts: dict[str, Any] = {f"model_{name}": m for name, m in self.models.items()}
+        parts.update({f"optimizer_{name}": o for name, o in self.optimizers.items()})
+        if random_state:
+            parts["random_states"] = seed_states(self.models)
+        return tf.train.Checkpoint(**parts)
 
+    def save_state(self, folder: str | Path) -> None:
+        self._checkpoint().write(str(Path(folder) / "state"))
 
-def load_checkpoint(
-    model: Autoencoder, optimizer: keras.optimizers.Optimizer | None, checkpoint_dir: str | Path
-) -> tuple[int, dict[str, list[float]]]:
-    """Restore the last checkpoint into ``model`` (and ``optimizer``, if given and built).
-
-    Returns ``(epoch, history)``; ``(0, empty history)`` when the folder has no checkpoint.
-    """
-    folder = Path(checkpoint_dir)
-    if not (folder / POINTER).exists():
-        return 0, {"train": [], "seconds": []}
-    saved = read_json(folder / POINTER)
-    model.load_weights(folder / saved["weights"])
-    if optimizer is not None:
-        with np.load(folder / saved["optimizer"]) as arrays:
-            values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
-        if len(values) != len(optimizer.variables):
-            raise ValueError(
-                f"{folder}: the saved optimizer has {len(values)} variables, this one "
-                f"{len(optimizer.variables)}; was the checkpoint written for another model?"
-            )
-        for variable, value in zip(optimizer.variables, values):
-            variable.assign(value)
-    return int(saved["epoch"]), saved["history"]
+    def load_state(self, folder: str | Path, random_state: bool = True) -> None:
+        """Load a checkpoint; ``random_state=False`` leaves the dropout layers' streams alone (inference)."""
+        try:
+            self._checkpoint(random_state).read(str(Path(folder) / "state")).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise RunFolderError(
+                f"checkpoint {folder} is damaged or was written for another model ({first}); delete it to "
+                "fall back to the checkpoint before it, or start again with overwrite"
+            ) from err

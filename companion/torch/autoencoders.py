@@ -11,13 +11,19 @@ Weights start as in Keras (Glorot-uniform, zero biases) so both sides train the 
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 from torch import nn
 
-from companion.validation import check_positive
+from companion.torch import runtime
+from companion.torch.init import initialize
+from companion.torch.training import FRAMEWORK, Trainer, make_adam
+from companion.training import tasks
+from companion.validation import check_images, check_positive
 
 PIXELS = 784
 DEEP_HIDDEN = (256, 128)
@@ -50,24 +56,19 @@ class ChannelsLastUnflatten(nn.Module):
 class Autoencoder(nn.Module):
     """``decoder(encoder(x))``; ``example_shape`` is the shape of one input image."""
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, *, example_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, *, kind: str, example_shape: tuple[int, ...]
+    ) -> None:
         super().__init__()
+        self.kind = kind
         self.encoder = encoder
         self.decoder = decoder
         self.example_shape = tuple(example_shape)
         self.code_size = int(self.encoder(torch.zeros(1, *self.example_shape)).shape[-1])
-        _keras_init(self)
+        initialize(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
-
-
-def _keras_init(model: nn.Module) -> None:
-    """Glorot-uniform weights and zero biases, the Keras defaults, for every layer."""
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 def dense_autoencoder(code_size: int = 32) -> Autoencoder:
@@ -80,7 +81,7 @@ def dense_autoencoder(code_size: int = 32) -> Autoencoder:
     decoder = nn.Sequential(
         OrderedDict(reconstruction=nn.Linear(code_size, PIXELS), reconstruction_sigmoid=nn.Sigmoid())
     )
-    return Autoencoder(encoder, decoder, example_shape=(PIXELS,))
+    return Autoencoder(encoder, decoder, kind="dense", example_shape=(PIXELS,))
 
 
 def deep_autoencoder(code_size: int = 32) -> Autoencoder:
@@ -110,7 +111,7 @@ def deep_autoencoder(code_size: int = 32) -> Autoencoder:
             sigmoid=nn.Sigmoid(),
         )
     )
-    return Autoencoder(encoder, decoder, example_shape=(PIXELS,))
+    return Autoencoder(encoder, decoder, kind="deep", example_shape=(PIXELS,))
 
 
 def conv_autoencoder(code_size: int = 32) -> Autoencoder:
@@ -121,7 +122,7 @@ def conv_autoencoder(code_size: int = 32) -> Autoencoder:
     """
     check_positive("code_size", code_size, integer=True)
     c1, c2 = CONV_FILTERS
-    conv = {"kernel_size": 4, "stride": 2, "padding": 1}
+    conv: dict[str, Any] = {"kernel_size": 4, "stride": 2, "padding": 1}
     encoder = nn.Sequential(
         OrderedDict(
             conv_1=nn.Conv2d(1, c1, **conv),
@@ -143,7 +144,7 @@ def conv_autoencoder(code_size: int = 32) -> Autoencoder:
             sigmoid=nn.Sigmoid(),
         )
     )
-    return Autoencoder(encoder, decoder, example_shape=(1, 28, 28))
+    return Autoencoder(encoder, decoder, kind="conv", example_shape=(1, 28, 28))
 
 
 def build_autoencoder(kind: str, code_size: int = 32) -> Autoencoder:
@@ -164,19 +165,20 @@ def _apply(part: nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
     was_training = part.training
     part.eval()
     device = next(part.parameters()).device
-    x = torch.as_tensor(np.asarray(x, np.float32))
-    outs = [part(x[i : i + batch_size].to(device)).cpu().numpy() for i in range(0, len(x), batch_size)]
+    tensor = torch.as_tensor(x)
+    outs = [part(tensor[i : i + batch_size].to(device)).cpu().numpy() for i in range(0, len(x), batch_size)]
     part.train(was_training)
     return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
 
 def encode(model: Autoencoder, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Codes ``(N, code_size)`` of images ``x`` in the model's layout."""
-    return _apply(model.encoder, x, batch_size)
+    """Codes ``(N, code_size)`` of images ``x`` in [0, 1] in the model's layout."""
+    return _apply(model.encoder, check_images(x, name="x", shape=model.example_shape), batch_size)
 
 
 def decode(model: Autoencoder, z: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Images in [0, 1], in the model's layout, decoded from codes ``z`` of shape ``(N, code_size)``."""
+    z = check_images(z, name="z", value_range=(-np.inf, np.inf), shape=(model.code_size,))
     return _apply(model.decoder, z, batch_size)
 
 
@@ -188,3 +190,84 @@ def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = 1000) -> np
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def autoencoder_step(model: Autoencoder, optimizer: torch.optim.Optimizer):
+    """The train step: reconstruct ``batch["targets"]`` from ``batch["inputs"]`` (the targets
+    themselves unless a denoiser's corrupted copies are given) and take one Adam step on the MSE."""
+
+    def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        model.train()
+        targets = batch["targets"]
+        loss = reconstruction_loss(targets, model(batch.get("inputs", targets)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"train": loss.detach()}
+
+    return step
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: Autoencoder, x_clean: np.ndarray, x_input: np.ndarray | None = None, batch_size: int = 1000
+) -> float:
+    """Mean reconstruction loss of ``model(x_input)`` against ``x_clean`` (``x_input`` defaults to
+    ``x_clean``), averaged over every pixel of every image."""
+    x_input = x_clean if x_input is None else x_input
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, len(x_clean), batch_size):
+        x_hat = model(torch.as_tensor(x_input[i : i + batch_size], device=device))
+        clean = torch.as_tensor(x_clean[i : i + batch_size], device=device)
+        total += float(reconstruction_loss(clean, x_hat)) * len(x_hat)
+    model.train(was_training)
+    return total / len(x_clean)
+
+
+def _side(model: Autoencoder) -> tasks.AutoencoderSide:
+    def trainer(learning_rate: float, device: str | None) -> Trainer:
+        model.to(runtime.device(device))  # before the optimiser, so that its state lives there too
+        optimizer = make_adam(model, learning_rate, **tasks.AE_ADAM)
+        return Trainer(
+            autoencoder_step(model, optimizer),
+            models={"autoencoder": model},
+            optimizers={"adam": optimizer},
+            device=device,
+        )
+
+    return tasks.AutoencoderSide(
+        FRAMEWORK,
+        model.kind,
+        model.code_size,
+        model.example_shape,
+        trainer,
+        lambda clean, inputs: evaluate_loss(model, clean, inputs),
+    )
+
+
+def fit_autoencoder(
+    model: Autoencoder,
+    x_train: np.ndarray,
+    x_val: np.ndarray | None = None,
+    **settings: Unpack[tasks.AutoencoderSettings],
+) -> dict[str, list]:
+    """Train ``model`` through the one loop; the settings and the returned history are those of
+    :func:`companion.training.tasks.fit_autoencoder` (epochs, batch_size, learning_rate, noise, seed,
+    out_dir, checkpoint_every, overwrite, log_every, device)."""
+    return tasks.fit_autoencoder(_side(model), x_train, x_val, **settings)
+
+
+def load_autoencoder(out_dir: str | os.PathLike, device: str | None = None) -> Autoencoder:
+    """The autoencoder trained into run folder ``out_dir``, with the weights of its latest checkpoint."""
+    config, folder = tasks.autoencoder_run(out_dir, FRAMEWORK)
+    model = build_autoencoder(config["kind"], config["code_size"])
+    Trainer(lambda batch: {}, models={"autoencoder": model}, optimizers={}, device=device).load_state(
+        folder, random_state=False
+    )
+    return model

@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from companion.torch.init import initialize
+
 INPUTS, HIDDEN, CLASSES = 784, 64, 10
 
 
 def tiny_sequential() -> nn.Sequential:
     """The network as an ``nn.Sequential`` stack of modules."""
-    return nn.Sequential(nn.Linear(INPUTS, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES))
+    return initialize(nn.Sequential(nn.Linear(INPUTS, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES)))
 
 
 class TinyModule(nn.Module):
@@ -24,6 +26,7 @@ class TinyModule(nn.Module):
         super().__init__()
         self.hidden = nn.Linear(INPUTS, HIDDEN)
         self.logits = nn.Linear(HIDDEN, CLASSES)
+        initialize(self)  # Keras' Glorot-uniform start, as on the TensorFlow side
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.logits(torch.relu(self.hidden(pixels)))
@@ -37,6 +40,7 @@ class TwoOutputModule(nn.Module):
         self.hidden = nn.Linear(INPUTS, HIDDEN)
         self.logits = nn.Linear(HIDDEN, CLASSES)
         self.reconstruction = nn.Linear(HIDDEN, INPUTS)
+        initialize(self)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = torch.relu(self.hidden(pixels))

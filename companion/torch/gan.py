@@ -15,38 +15,35 @@ optimiser clears those gradients before its next step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion import gan_loops, toy
-from companion.divergence import GanDivergedError as GanDivergedError  # re-exported for users of this module
-from companion.divergence import check_finite
+from companion.theory import toy
+from companion.torch import runtime
+from companion.torch.init import initialize
+from companion.torch.training import FRAMEWORK, Trainer
+from companion.training import tasks
+from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
 from companion.validation import check_positive
 
-NOISE_DIM, HIDDEN, IMAGE_DIM = 128, 256, 784
-LEARNING_RATE, BETA_1, EPSILON = 2e-4, 0.5, 1e-7  # beta_1 0.5: less momentum, a calmer alternating game
-BATCH_SIZE = 100
+_DEFAULTS = tasks.GanConfig(epochs=1)
+NOISE_DIM, HIDDEN, IMAGE_DIM = _DEFAULTS.noise_dim, 256, tasks.MNIST_PIXELS
+LEARNING_RATE, BETA_1, EPSILON = _DEFAULTS.learning_rate, tasks.GAN_BETA_1, tasks.GAN_EPSILON
+BATCH_SIZE = _DEFAULTS.batch_size
 LEAKY_SLOPE = 0.2
-VARIANTS = gan_loops.VARIANTS
+VARIANTS = tasks.VARIANTS
 TOY_HIDDEN, TOY_BATCH_SIZE = 32, 256
 TOY_D_LEARNING_RATE = 1e-2  # fitting D with G fixed: fast, then a tenth of it to settle
 TOY_GAN_LEARNING_RATE = 2e-3
+GanRun = tasks.GanRun
 
 
 # --------------------------------------------------------------------------- models
-
-
-def _glorot(module: nn.Module) -> nn.Module:
-    """Keras' default initialisation (Glorot-uniform kernels, zero biases), so both sides start alike."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-    return module
 
 
 class Generator(nn.Module):
@@ -75,12 +72,12 @@ class Discriminator(nn.Module):
 
 def build_generator(noise_dim: int = NOISE_DIM, hidden: int = HIDDEN) -> Generator:
     """The MNIST generator: noise -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(784) -> sigmoid."""
-    return _glorot(Generator(noise_dim, hidden))
+    return initialize(Generator(noise_dim, hidden))
 
 
 def build_discriminator(hidden: int = HIDDEN) -> Discriminator:
     """The MNIST discriminator: 784 -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(1) logit."""
-    return _glorot(Discriminator(hidden))
+    return initialize(Discriminator(hidden))
 
 
 def make_optimizers(
@@ -96,7 +93,7 @@ def make_optimizers(
     d_learning_rate = learning_rate if d_learning_rate is None else d_learning_rate
     check_positive("learning_rate", learning_rate)
     check_positive("d_learning_rate", d_learning_rate)
-    kwargs = {"betas": (BETA_1, 0.999), "eps": EPSILON}
+    kwargs: dict[str, Any] = {"betas": (BETA_1, 0.999), "eps": EPSILON}
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=learning_rate, **kwargs)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=d_learning_rate, **kwargs)
     return g_optimizer, d_optimizer
@@ -186,23 +183,7 @@ def train_step(
     return metrics
 
 
-# --------------------------------------------------------------------------- the training loop
-
-
-@dataclass
-class GanRun:
-    """What :func:`train_gan` returns.
-
-    ``history`` has per-epoch means of ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)) and
-    ``d_fake`` (mean D(G(z))); ``samples`` maps an epoch (0 = before training) to
-    generator outputs for the fixed noise, flat (n, 784) in [0, 1].
-    """
-
-    generator: nn.Module
-    discriminator: nn.Module
-    history: dict[str, list[float]] = field(default_factory=dict)
-    samples: dict[int, np.ndarray] = field(default_factory=dict)
-    seconds: float = 0.0
+# --------------------------------------------------------------------------- training through the one loop
 
 
 def generate(generator: nn.Module, noise: np.ndarray) -> np.ndarray:
@@ -220,60 +201,57 @@ def discriminate(discriminator: nn.Module, x: np.ndarray) -> np.ndarray:
     return torch.sigmoid(logits).cpu().numpy().reshape(-1)
 
 
-def _numpy_step(generator, discriminator, g_opt, d_opt, variant: str):  # noqa: ANN001
-    """:func:`train_step` for NumPy batches, returning float metrics (what ``companion.gan_loops`` calls)."""
-    device = next(generator.parameters()).device
+def gan_step(generator, discriminator, g_optimizer, d_optimizer, variant: str = "non_saturating"):
+    """:func:`train_step` on a batch from the loop (``real``, ``d_noise``, ``g_noise``)."""
 
-    def step(real: np.ndarray, d_noise: np.ndarray, g_noise: np.ndarray) -> dict[str, float]:
-        tensors = [torch.from_numpy(a).to(device) for a in (real, d_noise, g_noise)]
-        metrics = train_step(generator, discriminator, g_opt, d_opt, *tensors, variant)
-        return {name: float(value) for name, value in metrics.items()}
+    def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return train_step(
+            generator,
+            discriminator,
+            g_optimizer,
+            d_optimizer,
+            batch["real"],
+            batch["d_noise"],
+            batch["g_noise"],
+            variant,
+        )
 
     return step
 
 
-def train_gan(
-    images: np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int = BATCH_SIZE,
-    variant: str = "non_saturating",
-    learning_rate: float = LEARNING_RATE,
-    d_learning_rate: float | None = None,
-    noise_dim: int = NOISE_DIM,
-    seed: int = 0,
-    fixed_noise: np.ndarray | None = None,
-    sample_every: int = 1,
-    log_every: int = 1,
-    generator: nn.Module | None = None,
-    discriminator: nn.Module | None = None,
-) -> GanRun:
-    """Train the MNIST MLP GAN on flat images (N, 784) in [0, 1]; returns a :class:`GanRun`.
-
-    Shuffling and noise come from NumPy seeded by ``seed`` (the TensorFlow side draws the same
-    numbers). ``fixed_noise`` (default 16 vectors from ``seed + 1``) gives the sample grids,
-    stored every ``sample_every`` epochs. ``d_learning_rate`` (default ``learning_rate``) sets the
-    discriminator's own rate. A NaN/inf loss raises :class:`GanDivergedError`.
-    The last incomplete batch of each epoch is dropped so every step sees ``batch_size`` images.
-    """
-    x = gan_loops.check_gan_args(images, epochs, batch_size, variant)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    generator = (generator or build_generator(noise_dim)).to(device)
-    discriminator = (discriminator or build_discriminator()).to(device)
-    g_opt, d_opt = make_optimizers(generator, discriminator, learning_rate, d_learning_rate)
-    history, samples, seconds = gan_loops.fit_mlp_gan(
-        _numpy_step(generator, discriminator, g_opt, d_opt, variant),
-        lambda noise: generate(generator, noise),
-        x,
-        epochs=epochs,
-        batch_size=batch_size,
-        noise_dim=noise_dim,
-        seed=seed,
-        fixed_noise=fixed_noise,
-        sample_every=sample_every,
-        log_every=log_every,
+def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanRun:
+    """Train the MNIST MLP GAN on flat images (N, 784) in [0, 1] through the one loop; returns a
+    :class:`GanRun`. Settings, defaults and behaviour: :class:`companion.training.tasks.GanConfig`."""
+    s = tasks.gan_settings(settings)
+    x = tasks.check_gan_images(images, s.batch_size)
+    device = runtime.device(s.device)
+    generator = (s.generator or build_generator(s.noise_dim)).to(device)
+    discriminator = (s.discriminator or build_discriminator()).to(device)
+    g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate)
+    trainer = Trainer(
+        gan_step(generator, discriminator, g_opt, d_opt, s.variant),
+        models={"generator": generator, "discriminator": discriminator},
+        optimizers={"generator": g_opt, "discriminator": d_opt},
+        device=device,
     )
-    return GanRun(generator, discriminator, history, samples, seconds)
+    history, samples = tasks.train_gan(trainer, lambda noise: generate(generator, noise), x, s)
+    return tasks.gan_result(generator, discriminator, history, samples)
+
+
+def load_gan(out_dir: str | os.PathLike, device: str | None = None) -> GanRun:
+    """The MLP GAN trained into run folder ``out_dir`` (latest checkpoint) as a :class:`GanRun`
+    whose ``history`` is the saved one and ``samples`` the fixed-noise grids kept with it."""
+    config, folder = tasks.gan_run(out_dir, FRAMEWORK)
+    generator, discriminator = build_generator(config["noise_dim"]), build_discriminator()
+    trainer = Trainer(
+        lambda batch: {},
+        models={"generator": generator, "discriminator": discriminator},
+        optimizers={},
+        device=device,
+    )
+    trainer.load_state(folder, random_state=False)
+    history, samples = tasks.read_gan_checkpoint(folder)
+    return tasks.gan_result(generator, discriminator, history, samples)
 
 
 def weight_snapshot(model: nn.Module) -> list[np.ndarray]:
@@ -283,15 +261,27 @@ def weight_snapshot(model: nn.Module) -> list[np.ndarray]:
 
 def max_abs_change(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     """Largest absolute difference between two weight snapshots (0.0 means nothing moved)."""
-    return float(max(np.abs(a - b).max() for a, b in zip(before, after)))
+    return float(max(np.abs(a - b).max() for a, b in zip(before, after, strict=True)))
 
 
 # --------------------------------------------------------------------------- the 1-d toy
 
 
+def _numpy_step(generator, discriminator, g_opt, d_opt, variant: str):
+    """:func:`train_step` for NumPy batches, returning float metrics (what ``toy.play_toy_game`` calls)."""
+    device = next(generator.parameters()).device
+
+    def step(real: np.ndarray, d_noise: np.ndarray, g_noise: np.ndarray) -> dict[str, float]:
+        real_t, d_noise_t, g_noise_t = (torch.from_numpy(a).to(device) for a in (real, d_noise, g_noise))
+        metrics = train_step(generator, discriminator, g_opt, d_opt, real_t, d_noise_t, g_noise_t, variant)
+        return {name: float(value) for name, value in metrics.items()}
+
+    return step
+
+
 def build_toy_discriminator(hidden: int = TOY_HIDDEN) -> nn.Sequential:
     """Points (N, 1) -> logits (N, 1): 1 -> hidden -> hidden -> 1 with tanh, smooth enough to draw D(x)."""
-    return _glorot(
+    return initialize(
         nn.Sequential(
             nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
         )
@@ -309,7 +299,8 @@ def build_toy_generator(scale: float = 1.0, shift: float = 0.0) -> nn.Linear:
 
 def toy_generator_params(generator: nn.Module) -> tuple[float, float]:
     """``(scale, shift)`` of the affine toy generator."""
-    return float(generator.weight.detach().reshape(())), float(generator.bias.detach().reshape(()))
+    weight, bias = generator.state_dict()["weight"], generator.state_dict()["bias"]
+    return float(weight.reshape(())), float(bias.reshape(()))
 
 
 def train_toy_discriminator(
@@ -320,12 +311,16 @@ def train_toy_discriminator(
     batch_size: int = TOY_BATCH_SIZE,
     learning_rate: float = TOY_D_LEARNING_RATE,
     seed: int = 0,
+    device: str | None = None,
 ) -> list[float]:
     """Fit D with G held fixed (fresh samples every step); returns the D loss of every step.
 
     The learning rate drops to a tenth for the last 40% of the steps so D settles near D*.
     """
     check_positive("steps", steps, integer=True)
+    target = runtime.device(device)
+    discriminator.to(target)
+    generator.to(target)
     optimizer = torch.optim.Adam(
         discriminator.parameters(), lr=learning_rate, betas=(BETA_1, 0.999), eps=EPSILON
     )
@@ -334,11 +329,12 @@ def train_toy_discriminator(
         if step == int(0.6 * steps):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate / 10
-        real = torch.from_numpy(toy.sample_data(batch_size, rng))
-        noise = torch.from_numpy(toy.sample_noise(batch_size, rng))
+        real = torch.from_numpy(toy.sample_data(batch_size, rng)).to(target)
+        noise = torch.from_numpy(toy.sample_noise(batch_size, rng)).to(target)
         metrics = discriminator_step(generator, discriminator, optimizer, real, noise)
         losses.append(float(metrics["d_loss"]))
-        check_finite({"d_loss": losses[-1]}, 1, step)
+        if not np.isfinite(losses[-1]):
+            raise TrainingFailed(f"the toy discriminator diverged at step {step}; lower the learning rate")
     return losses
 
 
@@ -354,19 +350,22 @@ def train_toy_gan(
     snapshot_steps: tuple[int, ...] = (),
     n_snapshot: int = 2000,
     seed: int = 0,
+    device: str | None = None,
 ) -> dict[str, list]:
     """Play the 1-d game: alternate one D step and one G step for ``steps`` rounds.
 
     Returns lists recorded every ``record_every`` rounds (and at 0): ``step``, ``scale``, ``shift``,
-    ``jsd`` (exact, from :mod:`companion.toy`), ``d_real`` and ``d_fake`` (mean D outputs on fresh
+    ``jsd`` (exact, from :mod:`companion.theory.toy`), ``d_real`` and ``d_fake`` (mean D outputs on fresh
     batches), plus ``snapshots``: ``(step, samples)`` pairs of ``n_snapshot`` generated points
     (float32 (n,)) at each step listed in ``snapshot_steps``.
     """
-    gan_loops.check_variant(variant)
-    kwargs = {"lr": learning_rate, "betas": (BETA_1, 0.999), "eps": EPSILON}
+    tasks.check_variant(variant)
+    discriminator.to(runtime.device(device))
+    generator.to(runtime.device(device))
+    kwargs: dict[str, Any] = {"lr": learning_rate, "betas": (BETA_1, 0.999), "eps": EPSILON}
     g_opt = torch.optim.Adam(generator.parameters(), **kwargs)
     d_opt = torch.optim.Adam(discriminator.parameters(), **kwargs)
-    return gan_loops.play_toy_game(
+    return toy.play_toy_game(
         _numpy_step(generator, discriminator, g_opt, d_opt, variant),
         lambda noise: generate(generator, noise),
         lambda x: discriminate(discriminator, x),

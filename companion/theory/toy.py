@@ -13,7 +13,11 @@ is NumPy; the networks that play the game live in ``companion.tensorflow.gan`` a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from companion.training.guards import TrainingFailed
 
 DATA_MEAN, DATA_STD = 2.0, 0.5
 LOG4 = float(np.log(4.0))
@@ -139,3 +143,56 @@ def generator_logit_gradients(d_fake: np.ndarray) -> dict[str, np.ndarray]:
     if np.any((d <= 0) | (d >= 1)):
         raise ValueError("d_fake must lie strictly between 0 and 1 (it is a sigmoid output)")
     return {"saturating": -d, "non_saturating": -(1.0 - d)}
+
+
+# --------------------------------------------------------------------------- the game, played
+
+Step = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, float]]
+
+
+def play_toy_game(
+    step: Step,
+    generate: Callable[[np.ndarray], np.ndarray],
+    discriminate: Callable[[np.ndarray], np.ndarray],
+    generator_params: Callable[[], tuple[float, float]],
+    *,
+    steps: int,
+    batch_size: int,
+    record_every: int,
+    snapshot_steps: tuple[int, ...],
+    n_snapshot: int,
+    seed: int,
+) -> dict[str, list]:
+    """The 1-d game: ``steps`` rounds of one D step and one G step, recorded as ``train_toy_gan`` documents."""
+    if not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    rng = np.random.default_rng(seed)
+    probe_real, probe_noise = sample_data(2000, seed + 1), sample_noise(2000, seed + 2)
+    snapshot_noise = sample_noise(n_snapshot, seed + 3)
+    history: dict[str, list] = {
+        k: [] for k in ("step", "scale", "shift", "jsd", "d_real", "d_fake", "snapshots")
+    }
+
+    def record(i: int) -> None:
+        scale, shift = generator_params()
+        history["step"].append(i)
+        history["scale"].append(scale)
+        history["shift"].append(shift)
+        history["jsd"].append(toy_jsd(scale, shift) if scale != 0 else float(np.log(2)))
+        history["d_real"].append(float(discriminate(probe_real).mean()))
+        history["d_fake"].append(float(discriminate(generate(probe_noise)).mean()))
+
+    for i in range(steps + 1):
+        if i in snapshot_steps:
+            history["snapshots"].append((i, generate(snapshot_noise).reshape(-1)))
+        if i % record_every == 0 or i == steps:
+            record(i)
+        if i == steps:
+            break
+        real = sample_data(batch_size, rng)
+        d_noise = sample_noise(batch_size, rng)
+        g_noise = sample_noise(batch_size, rng)
+        metrics = step(real, d_noise, g_noise)
+        if not all(np.isfinite(v) for v in metrics.values()):
+            raise TrainingFailed(f"the toy game diverged at step {i}: {metrics}; lower the learning rate")
+    return history

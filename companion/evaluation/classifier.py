@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from companion.checkpoints import atomic_path
 from companion.data import default_cache_dir, default_source, load_mnist
 from companion.plots import to_hw
+from companion.training.atomic_files import atomic_path
 from companion.validation import check_images
 
 CLASSIFIER_ENV = "COMPANION_CLASSIFIER_DIR"
@@ -83,7 +83,7 @@ class DigitClassifier:
         arrays = self._arrays()
         arrays["sha256"] = np.array(_digest(arrays))
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **arrays)  # type: ignore[arg-type]
         return Path(path)
 
     @classmethod
@@ -107,7 +107,7 @@ class DigitClassifier:
                 raise ValueError(
                     f"classifier cache {path}: {name} has shape {arrays[name].shape}, expected {shape}"
                 )
-        return cls(
+        return cls(  # type: ignore[misc]
             *(arrays[k].astype(np.float64) for k in _ARRAYS),
             test_accuracy=float(arrays["test_accuracy"]),
             source=str(arrays["source"]),
@@ -159,8 +159,8 @@ def train_classifier(
     source = default_source() if source is None else source
     if limit is None and source != "subset":
         limit = OFFICIAL_TRAIN_LIMIT
-    x, y = load_mnist("train", source=source, limit=limit, verbose=False)
-    x_test, y_test = load_mnist("test", source=source, verbose=False)
+    x, y = load_mnist("train", source=source, limit=limit, verbose=False)  # type: ignore[arg-type]
+    x_test, y_test = load_mnist("test", source=source, verbose=False)  # type: ignore[arg-type]
     start = time.perf_counter()
     mlp = MLPClassifier(
         hidden_layer_sizes=(HIDDEN,), alpha=1e-3, batch_size=100, max_iter=20, random_state=seed, tol=0.0

@@ -1,0 +1,1 @@
+"""Evaluation: image metrics (MSE, PSNR, Frechet distance, class coverage) and the digit classifier."""

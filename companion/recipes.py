@@ -1,0 +1,52 @@
+"""Training recipes of the course: the settings each chapter (and the command line) trains with.
+
+One place for them, so that a chapter, ``python -m companion train MODEL`` and the benchmarks train
+exactly the same thing. Step budgets are stated for the 4,000-image MNIST subset; on another data
+set a recipe keeps its number of steps (:meth:`Recipe.epochs_for`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe: batch size, Adam settings and a budget in epochs of a data set."""
+
+    name: str
+    batch_size: int
+    lr: float
+    beta1: float
+    epochs: int  # on the 4,000-image MNIST subset
+    n_images: int = 4000
+    fixed_epochs: bool = False  # True: the budget is this many epochs of any data set, as in the tutorial
+    drop_last: bool = True  # GANs skip a last short batch; autoencoders train on it
+
+    @property
+    def steps(self) -> int:
+        """Updates the budget amounts to on :attr:`n_images` images."""
+        full, rest = divmod(self.n_images, self.batch_size)
+        return self.epochs * (full if self.drop_last or rest == 0 else full + 1)
+
+    def epochs_for(self, n_images: int) -> int:
+        """Epochs that give about the same number of steps on a data set of ``n_images``
+        (or just :attr:`epochs` for a recipe that counts epochs, like the tutorial's)."""
+        if self.fixed_epochs:
+            return self.epochs
+        per_epoch = max(1, n_images // self.batch_size)
+        return max(1, math.ceil(self.steps / per_epoch))
+
+
+# The TensorFlow DCGAN tutorial: Adam 1e-4 (default beta_1 0.9), batch 256, 50 epochs.
+TUTORIAL_RECIPE = Recipe("TF tutorial", batch_size=256, lr=1e-4, beta1=0.9, epochs=50, fixed_epochs=True)
+# Chapter 5's full-mode DCGAN recipe, chosen by measurement on the subset.
+DCGAN_RECIPE = Recipe("chapter 5", batch_size=64, lr=2e-4, beta1=0.5, epochs=50)
+# Chapter 4's MLP GAN: batches of 100, Adam 2e-4 / 0.5, 100 epochs of the subset.
+MLP_GAN_RECIPE = Recipe("chapter 4", batch_size=100, lr=2e-4, beta1=0.5, epochs=100)
+# Chapters 2-3: the dense 784-32-784 autoencoder (Adam 1e-3, batch 256, 50 epochs) and the
+# convolutional denoiser (batch 128, 20 epochs, noise sigma 0.5).
+AUTOENCODER_RECIPE = Recipe("chapter 2", batch_size=256, lr=1e-3, beta1=0.9, epochs=50, drop_last=False)
+DENOISING_RECIPE = Recipe("chapter 3", batch_size=128, lr=1e-3, beta1=0.9, epochs=20, drop_last=False)
+DENOISING_SIGMA = 0.5
