@@ -187,3 +187,52 @@ def test_deleted_frames_are_rebuilt_from_the_checkpoint(tmp_path: Path, digits: 
     pt_dcgan.train(digits, epochs=2, **settings)
     assert np.load(tmp_path / "frames.npy").shape == (2, 16, 28, 28)
     assert (tmp_path / "fixed_noise.npy").exists()
+
+
+def test_full_disk_during_a_torch_save_says_so_and_keeps_the_checkpoint_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    x = np.full((32, 784), 0.5, np.float32)
+    settings = dict(batch_size=16, out_dir=tmp_path, checkpoint_every=1, log_every=0)
+    pt_ae.fit_autoencoder(pt_ae.dense_autoencoder(4), x, epochs=1, **settings)
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RunFolderError, match=r"no space left.*epoch 1\) is intact"):
+        pt_ae.fit_autoencoder(pt_ae.dense_autoencoder(4), x, epochs=2, **settings)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("epoch")) == ["epoch_0001"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_sigterm_during_training_ends_with_the_resume_line(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [
+        sys.executable,
+        "-m",
+        "companion",
+        "train",
+        "mlp-gan",
+        "--framework",
+        "torch",
+        "--data",
+        "subset",
+    ]
+    command += ["--out", str(tmp_path / "run"), "--epochs", "500", "--checkpoint-every", "1", "--quiet"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "checkpoint.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in err
+    assert not (tmp_path / "run" / ".lock").exists()
+    assert not [p for p in (tmp_path / "run").iterdir() if ".tmp" in p.name]

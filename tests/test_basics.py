@@ -36,7 +36,7 @@ def test_copied_weights_give_the_same_outputs(builder, direction):
         torch_out = _as_list(torch_model(torch.from_numpy(X)))
     keras_out = _as_list(keras_model(X))
     assert len(torch_out) == len(keras_out)
-    for a, b in zip(keras_out, torch_out):
+    for a, b in zip(keras_out, torch_out, strict=True):
         assert np.abs(a - b).max() < 1e-5
 
 

@@ -82,7 +82,7 @@ def test_setup_cell_installs_the_package_in_a_fresh_colab_like_environment(tmp_p
             str(tmp_path),
             "--ExecutePreprocessor.timeout=600",
             str(chapter),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -10,8 +10,8 @@ import pytest
 
 import companion
 from companion import plots
-from companion.training import atomic_files as checkpoints
 from companion.density import PcaGaussianMixture
+from companion.training import atomic_files as checkpoints
 
 PACKAGE = Path(companion.__file__).parent
 
@@ -87,7 +87,7 @@ def test_seed_everything_repeats_numpy_tensorflow_and_torch():
     first = draw()
     companion.seed_everything(123)
     second = draw()
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="non-negative int"):
         companion.seed_everything(-1)

@@ -17,13 +17,13 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("torch")
 
-import companion.tensorflow  # noqa: E402,F401  # first: Keras on TensorFlow
+import companion.tensorflow  # noqa: F401  # first: Keras on TensorFlow
 
 # isort: split
-import torch  # noqa: E402
+import torch
 
-from companion import bridge  # noqa: E402
-from companion.training import loop  # noqa: E402
+from companion import bridge
+from companion.training import loop
 
 ROOT = Path(__file__).resolve().parents[1] / "companion"
 # Constructors that differ, each with the reason.
@@ -56,7 +56,7 @@ def _modules(side: str) -> set[str]:
     return {m.name for m in pkgutil.iter_modules([str(ROOT / side)]) if not m.name.startswith("_")}
 
 
-def _public(module) -> dict[str, object]:  # noqa: ANN001
+def _public(module) -> dict[str, object]:
     """Functions and classes defined in (or re-exported by) a module, and upper-case constants."""
     names = {}
     for name, value in vars(module).items():
@@ -125,7 +125,7 @@ def test_same_public_names_and_signatures(name: str) -> None:
 def test_the_mirror_check_fails_when_one_side_changes_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     from companion.torch import dcgan
 
-    def train(images, *, epochs, batch_size=128):  # noqa: ANN001, ANN202
+    def train(images, *, epochs, batch_size=128):
         return None
 
     train.__module__ = dcgan.__name__
@@ -225,7 +225,7 @@ def test_every_tensor_the_loop_touches_is_on_the_requested_device() -> None:
     seen = []
     step = trainer._step
 
-    def spying(batch):  # noqa: ANN001, ANN202
+    def spying(batch):
         seen.extend(t.device for t in batch.values())
         seen.extend(p.device for p in model.parameters())
         return step(batch)

@@ -209,7 +209,7 @@ class DCGAN:
         g_grads = torch.autograd.grad(g_loss, g_params, retain_graph=True)
         d_grads = torch.autograd.grad(d_loss, d_params)
         for params, grads in ((g_params, g_grads), (d_params, d_grads)):
-            for p, g in zip(params, grads, strict=True):
+            for p, g in zip(params, grads):
                 p.grad = g
         self.g_optimizer.step()
         self.d_optimizer.step()
