@@ -506,6 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         os.environ["COMPANION_PROGRESS"] = "0"  # for this call only; restored below
     try:
+        from companion.settings import progress_bars, quick_mode
+
+        quick_mode(), progress_bars()  # a mistyped environment variable fails here, before any work
         {"train": _train, "sample": _sample, "evaluate": _evaluate}[args.verb](args)
     except KeyboardInterrupt:
         print(

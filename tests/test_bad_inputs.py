@@ -236,3 +236,24 @@ def test_sigterm_during_training_ends_with_the_resume_line(tmp_path: Path) -> No
     assert "run the same command again to resume" in err
     assert not (tmp_path / "run" / ".lock").exists()
     assert not [p for p in (tmp_path / "run").iterdir() if ".tmp" in p.name]
+
+
+def test_cli_refuses_a_mistyped_quick_mode_before_any_work(monkeypatch, tmp_path: Path, capsys) -> None:
+    from companion import cli
+
+    monkeypatch.setenv("COMPANION_QUICK", "2")
+    argv = [
+        "train",
+        "mlp-gan",
+        "--framework",
+        "torch",
+        "--data",
+        "subset",
+        "--out",
+        str(tmp_path / "r"),
+        "--dry-run",
+    ]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "COMPANION_QUICK" in err[0]
+    assert not (tmp_path / "r").exists()
