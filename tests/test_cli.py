@@ -258,7 +258,18 @@ def test_traceback_flag_and_unknown_errors_show_the_traceback(workdir, capsys, m
 def test_flag_names_of_settings():
     assert cli.flag_name("batch_size") == "--batch-size"
     assert cli.flag_name("learning_rate") == "--lr"
-    assert cli.flag_name("steps_per_epoch") == "--steps-per-epoch"
+    assert cli.flag_name("steps_per_epoch") == "--steps-per-epoch (or --dry-run)"
+    assert cli.flag_name("n_train") == "--limit (or --dry-run)"
+
+
+def test_a_mismatch_the_early_check_misses_is_still_named_by_its_flag(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    argv = ["train", "mlp-gan", "--framework", "torch", "--data", "subset", "--out", out, "--quiet"]
+    assert cli.main([*argv, "--dry-run"]) == 0
+    capsys.readouterr()
+    assert cli.main([*argv, "--dry-run", "--limit", "100"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--limit" in err[0] and "256, not 100" in err[0] and "--overwrite" in err[0]
 
 
 # ---------------------------------------------------------------------- dry-run round trips
