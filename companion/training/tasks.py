@@ -307,16 +307,21 @@ class GanConfig:
 GAN_BETA_1, GAN_EPSILON = 0.5, 1e-7
 
 
-def gan_settings(settings: Mapping[str, Any]) -> GanConfig:
-    """:class:`GanConfig` from ``train_gan``'s keyword arguments (a clear error for unknown ones)."""
-    unknown = sorted(set(settings) - set(GanConfig.__dataclass_fields__))
+def _settings(config: type, settings: Mapping[str, Any], caller: str) -> Any:
+    """``config(**settings)`` with a clear error for unknown settings or a missing ``epochs``."""
+    unknown = sorted(set(settings) - set(config.__dataclass_fields__))  # type: ignore[attr-defined]
     if unknown:
         raise TypeError(
-            f"train_gan got unexpected settings {unknown}; see companion.training.tasks.GanConfig"
+            f"{caller} got unexpected settings {unknown}; see companion.training.tasks.{config.__name__}"
         )
     if "epochs" not in settings:
-        raise TypeError("train_gan needs epochs=")
-    return GanConfig(**settings)
+        raise TypeError(f"{caller} needs epochs=")
+    return config(**settings)
+
+
+def gan_settings(settings: Mapping[str, Any]) -> GanConfig:
+    """:class:`GanConfig` from ``train_gan``'s keyword arguments."""
+    return _settings(GanConfig, settings, "train_gan")
 
 
 def gan_result(
@@ -529,15 +534,8 @@ class DcganConfig:
 
 
 def dcgan_settings(settings: Mapping[str, Any]) -> DcganConfig:
-    """:class:`DcganConfig` from ``dcgan.train``'s keyword arguments (a clear error for unknown ones)."""
-    unknown = sorted(set(settings) - set(DcganConfig.__dataclass_fields__))
-    if unknown:
-        raise TypeError(
-            f"dcgan.train got unexpected settings {unknown}; see companion.training.tasks.DcganConfig"
-        )
-    if "epochs" not in settings:
-        raise TypeError("dcgan.train needs epochs=")
-    return DcganConfig(**settings)
+    """:class:`DcganConfig` from ``dcgan.train``'s keyword arguments."""
+    return _settings(DcganConfig, settings, "dcgan.train")
 
 
 def check_dcgan_images(images: np.ndarray) -> np.ndarray:
