@@ -279,6 +279,12 @@ ROUND_TRIPS = {  # model, framework, steps of a two-epoch dry run, evaluate's fi
     "dcgan-torch": ("dcgan", "torch", 2 * 2, "Frechet distance"),
     "mlp-gan-torch": ("mlp-gan", "torch", 2 * (256 // 32), "Frechet distance"),
     "autoencoder-tensorflow": ("autoencoder", "tensorflow", 2 * (256 // 32), "test MSE"),
+    # Every other model and framework too, so that the CLI trains, resumes and samples all of them.
+    "dcgan-tensorflow": ("dcgan", "tensorflow", 2 * 2, "Frechet distance"),
+    "mlp-gan-tensorflow": ("mlp-gan", "tensorflow", 2 * (256 // 32), "Frechet distance"),
+    "autoencoder-torch": ("autoencoder", "torch", 2 * (256 // 32), "test MSE"),
+    "denoising-torch": ("denoising", "torch", 2 * (256 // 32), "test MSE"),
+    "denoising-tensorflow": ("denoising", "tensorflow", 2 * (256 // 32), "test MSE"),
 }
 
 

@@ -166,6 +166,7 @@ def _architectures():
     yield "MLP discriminator", tfg.build_discriminator(), ptg.build_discriminator()
     yield "DCGAN generator", tfd.make_generator(), ptd.make_generator()
     yield "DCGAN discriminator", tfd.make_discriminator(), ptd.make_discriminator()
+    yield "toy discriminator", tfg.build_toy_discriminator(), ptg.build_toy_discriminator()
 
 
 def test_fresh_models_start_from_the_same_weight_distribution() -> None:
