@@ -316,7 +316,7 @@ def _train(args: argparse.Namespace) -> None:
     log_every = 0 if args.quiet else 1
     common = {"seed": args.seed, "out_dir": args.out, "checkpoint_every": args.checkpoint_every}
     common.update(overwrite=args.overwrite, log_every=log_every, device=args.device)
-    before = module_epoch(args.out)
+    before = _saved_epoch(args.out)
     if args.model in ("autoencoder", "denoising"):
         x_train, x_val = (x[:-500], x[-500:]) if len(x) > 1000 else (x, None)
         model = module.build_autoencoder(kind, args.code_size)
@@ -353,7 +353,7 @@ def _train(args: argparse.Namespace) -> None:
     print(f"seconds/step: {seconds_per_step(history, first=before if before < epochs_done else 0):.3f}")
 
 
-def module_epoch(folder: Path) -> int:
+def _saved_epoch(folder: Path) -> int:
     from companion.training.run_folder import latest_epoch
 
     return latest_epoch(folder) if folder.is_dir() else 0

@@ -181,7 +181,7 @@ class RunFolder:
         if self.overwrite:
             self._clear()
         elif run_file.exists():
-            saved = self._read_run_file()
+            saved = read_run_file(self.path)
             check_settings(self.path, saved, self.config, self.flag)
             return
         elif any(p.name != LOCK for p in self.path.iterdir()):
@@ -196,9 +196,6 @@ class RunFolder:
             if item.name == LOCK:
                 continue
             shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-
-    def _read_run_file(self) -> dict:
-        return read_run_file(self.path)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -31,7 +31,6 @@ from companion.validation import InputError, check_images, check_positive
 
 History = loop.History
 Noise = float | Callable[[np.ndarray, np.random.Generator], np.ndarray] | None
-Images = np.ndarray
 
 
 def _open(out_dir: str | os.PathLike | None, config: dict, overwrite: bool) -> RunFolder | None:
