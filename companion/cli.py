@@ -373,13 +373,7 @@ def _check_resume(
     else:
         given.update(lr=lr, beta1=beta1)
     shared = {key: value for key, value in given.items() if key in saved or key in ("model", "framework")}
-    try:
-        check_settings(args.out, {k: saved.get(k) for k in shared}, shared, flag_name)
-    except SettingsMismatch as err:
-        raise CliError(
-            f"{args.out} was trained with {flag_name(err.key)} {err.saved}, not {err.given}; pass "
-            f"{flag_name(err.key)} {err.saved} to resume it, --overwrite to start again, or another --out"
-        ) from None
+    check_settings(args.out, {k: saved.get(k) for k in shared}, shared, flag_name)
 
 
 # ---------------------------------------------------------------------- sample and evaluate
@@ -516,13 +510,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except SettingsMismatch as err:  # raised by the run folder for a setting the early check does not see
+    except SettingsMismatch as err:  # from the early check, or from the run folder once the data are loaded
         if args.traceback:
             raise
         flag = flag_name(err.key)
         print(
-            f"error: {err.folder} was trained with {flag} {err.saved}, not {err.given}; pass the same to resume "
-            "it, --overwrite to start again, or another --out",
+            f"error: {err.folder} was trained with {flag} {err.saved}, not {err.given}; pass {flag} {err.saved} "
+            "to resume it, --overwrite to start again, or another --out",
             file=sys.stderr,
         )
         return 1

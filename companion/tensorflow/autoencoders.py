@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from companion.tensorflow import runtime
-from companion.tensorflow.training import FRAMEWORK, Trainer, make_adam
+from companion.tensorflow.training import FRAMEWORK, Trainer, load_weights, make_adam
 from companion.training import tasks
 from companion.validation import check_images, check_positive
 
@@ -238,7 +238,5 @@ def load_autoencoder(out_dir: str | os.PathLike, device: str | None = None) -> A
     config, folder = tasks.autoencoder_run(out_dir, FRAMEWORK)
     with tf.device(runtime.device(device)):
         model = build_autoencoder(config["kind"], config["code_size"])
-    Trainer(lambda batch: {}, models={"autoencoder": model}, optimizers={}, device=device).load_state(
-        folder, random_state=False
-    )
+    load_weights(folder, {"autoencoder": model}, device)
     return model

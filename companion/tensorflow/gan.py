@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from companion.tensorflow import runtime
-from companion.tensorflow.training import FRAMEWORK, Trainer, make_adam
+from companion.tensorflow.training import FRAMEWORK, Trainer, load_weights, make_adam
 from companion.theory import toy
 from companion.training import tasks
 from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
@@ -236,17 +236,12 @@ def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanR
 def load_gan(out_dir: str | os.PathLike, device: str | None = None) -> GanRun:
     """The MLP GAN trained into run folder ``out_dir`` (latest checkpoint) as a :class:`GanRun`
     whose ``history`` is the saved one and ``samples`` the fixed-noise grids kept with it."""
-    config, folder = tasks.gan_run(out_dir, FRAMEWORK)
-    generator, discriminator = build_generator(config["noise_dim"]), build_discriminator()
-    trainer = Trainer(
-        lambda batch: {},
-        models={"generator": generator, "discriminator": discriminator},
-        optimizers={},
-        device=device,
+    return tasks.load_gan(
+        out_dir,
+        FRAMEWORK,
+        lambda config: (build_generator(config["noise_dim"]), build_discriminator()),
+        lambda folder, models: load_weights(folder, models, device),
     )
-    trainer.load_state(folder, random_state=False)
-    history, samples = tasks.read_gan_checkpoint(folder)
-    return tasks.gan_result(generator, discriminator, history, samples)
 
 
 # --------------------------------------------------------------------------- the old Keras idiom

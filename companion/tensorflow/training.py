@@ -51,6 +51,14 @@ def seed_states(models: Mapping[str, keras.Model]) -> list[tf.Variable]:
     return states
 
 
+def load_weights(folder: str | Path, models: Mapping[str, Any], device: str | None = None) -> None:
+    """Load the named models' weights from a checkpoint folder (for inference: optimisers and the
+    random streams are left alone)."""
+    Trainer(lambda batch: {}, models=models, optimizers={}, device=device).load_state(
+        folder, random_state=False
+    )
+
+
 class Trainer:
     """Runs ``step(batch) -> metrics`` for the loop; ``batch`` maps names to tensors on the device.
 

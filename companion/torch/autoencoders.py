@@ -21,7 +21,7 @@ from torch import nn
 
 from companion.torch import runtime
 from companion.torch.init import initialize
-from companion.torch.training import FRAMEWORK, Trainer, make_adam
+from companion.torch.training import FRAMEWORK, Trainer, load_weights, make_adam
 from companion.training import tasks
 from companion.validation import check_images, check_positive
 
@@ -267,7 +267,5 @@ def load_autoencoder(out_dir: str | os.PathLike, device: str | None = None) -> A
     """The autoencoder trained into run folder ``out_dir``, with the weights of its latest checkpoint."""
     config, folder = tasks.autoencoder_run(out_dir, FRAMEWORK)
     model = build_autoencoder(config["kind"], config["code_size"])
-    Trainer(lambda batch: {}, models={"autoencoder": model}, optimizers={}, device=device).load_state(
-        folder, random_state=False
-    )
+    load_weights(folder, {"autoencoder": model}, device)
     return model

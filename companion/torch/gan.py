@@ -26,7 +26,7 @@ from torch import nn
 from companion.theory import toy
 from companion.torch import runtime
 from companion.torch.init import initialize
-from companion.torch.training import FRAMEWORK, Trainer
+from companion.torch.training import FRAMEWORK, Trainer, load_weights
 from companion.training import tasks
 from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
 from companion.validation import check_positive
@@ -241,17 +241,12 @@ def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanR
 def load_gan(out_dir: str | os.PathLike, device: str | None = None) -> GanRun:
     """The MLP GAN trained into run folder ``out_dir`` (latest checkpoint) as a :class:`GanRun`
     whose ``history`` is the saved one and ``samples`` the fixed-noise grids kept with it."""
-    config, folder = tasks.gan_run(out_dir, FRAMEWORK)
-    generator, discriminator = build_generator(config["noise_dim"]), build_discriminator()
-    trainer = Trainer(
-        lambda batch: {},
-        models={"generator": generator, "discriminator": discriminator},
-        optimizers={},
-        device=device,
+    return tasks.load_gan(
+        out_dir,
+        FRAMEWORK,
+        lambda config: (build_generator(config["noise_dim"]), build_discriminator()),
+        lambda folder, models: load_weights(folder, models, device),
     )
-    trainer.load_state(folder, random_state=False)
-    history, samples = tasks.read_gan_checkpoint(folder)
-    return tasks.gan_result(generator, discriminator, history, samples)
 
 
 def weight_snapshot(model: nn.Module) -> list[np.ndarray]:

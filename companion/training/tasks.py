@@ -457,15 +457,24 @@ def gan_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, Path]:
     return config, checkpoint_folder(out_dir)
 
 
-def read_gan_checkpoint(folder: Path) -> tuple[History, dict[int, np.ndarray]]:
-    """The history and the kept sample grids of an MLP GAN checkpoint folder."""
+def load_gan(
+    out_dir: str | os.PathLike,
+    framework: str,
+    build: Callable[[dict], tuple[Any, Any]],
+    load_weights: Callable[[Path, dict[str, Any]], None],
+) -> GanRun:
+    """The MLP GAN of a run folder: ``build(run settings)`` makes G and D, ``load_weights`` fills them
+    from the latest checkpoint; the history and sample grids come from that checkpoint too."""
     from companion.training.run_folder import read_arrays, read_history
 
+    config, folder = gan_run(out_dir, framework)
+    generator, discriminator = build(config)
+    load_weights(folder, {"generator": generator, "discriminator": discriminator})
     arrays = read_arrays(folder)
     samples = {
         int(e): s for e, s in zip(arrays.get("sample_epochs", []), arrays.get("samples", []), strict=True)
     }
-    return read_history(folder), samples
+    return gan_result(generator, discriminator, read_history(folder), samples)
 
 
 # ====================================================================== the DCGAN (chapter 5)
