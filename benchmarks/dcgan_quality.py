@@ -3,7 +3,7 @@
     python benchmarks/dcgan_quality.py --tensorflow runs/dcgan/tensorflow --torch runs/dcgan/torch
     python benchmarks/dcgan_quality.py --torch RUN --mnist-dir DIR   # DIR holds t10k-*-idx*-ubyte.gz
 
-For every run folder given (written by ``python -m companion train dcgan`` or by chapter 5), 5,000
+For every run folder given (written by ``python -m companion train dcgan`` or by the DCGAN chapter), 5,000
 samples are drawn and compared with the reference set: the official 10,000-image MNIST test set when
 ``--mnist-dir`` holds it, else the 1,000 held-out images of the offline subset. The floor is the same
 measurement for real training digits (the 5,000 images of the offline subset, which all come from the

@@ -33,6 +33,7 @@ import numpy as np
 
 from companion import recipes
 from companion.data import MnistDataError
+from companion.settings import seed_everything
 from companion.training.guards import TrainingFailed
 from companion.training.run_folder import RunFolderError, SettingsMismatch, check_settings, read_run_file
 from companion.validation import InputError
@@ -53,14 +54,14 @@ class ModelSpec:
 
 MODELS = {
     "autoencoder": ModelSpec(
-        "autoencoders", recipes.AUTOENCODER_RECIPE, "chapter 2's autoencoder (--kind, --code-size)"
+        "autoencoders", recipes.AUTOENCODER_RECIPE, "the Autoencoders chapter's model (--kind, --code-size)"
     ),
     "denoising": ModelSpec(
-        "autoencoders", recipes.DENOISING_RECIPE, "chapter 3's denoiser (--kind, --noise)"
+        "autoencoders", recipes.DENOISING_RECIPE, "the Denoising chapter's model (--kind, --noise)"
     ),
-    "mlp-gan": ModelSpec("gan", recipes.MLP_GAN_RECIPE, "chapter 4's fully connected GAN"),
+    "mlp-gan": ModelSpec("gan", recipes.MLP_GAN_RECIPE, "the fully connected GAN of Training GANs on MNIST"),
     "dcgan": ModelSpec(
-        "dcgan", recipes.DCGAN_RECIPE, "chapter 5's DCGAN (--recipe tutorial for the TF tutorial's)"
+        "dcgan", recipes.DCGAN_RECIPE, "the DCGAN chapter's model (--recipe tutorial for the TF tutorial's)"
     ),
 }
 KNOWN_ERRORS = (RunFolderError, TrainingFailed, MnistDataError, InputError)
@@ -158,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--kind", choices=("dense", "deep", "conv"), help="autoencoders: architecture")
     train.add_argument(
-        "--code-size", type=positive_int, default=32, help="autoencoders: code size (default: 32)"
+        "--code-size",
+        type=positive_int,
+        help=f"autoencoders: code size (default: {recipes.AUTOENCODER_CODE_SIZE}, denoising {recipes.DENOISING_CODE_SIZE})",
     )
     train.add_argument(
         "--noise",
@@ -188,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the run already in --out and start again (default: resume)",
     )
     train.add_argument(
-        "--dry-run", action="store_true", help="a smoke test: 256 images, 2 epochs of at most 2 steps"
+        "--dry-run",
+        action="store_true",
+        help="a smoke test: 256 images, batches of at most 32, 2 epochs (dcgan: at most 2 steps each)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
@@ -231,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """Refuse an unavailable --device in the CLI's own words, before the data are loaded."""
+    runtime = _framework_module(args.framework, "runtime")
+    try:
+        runtime.device(args.device)
+    except InputError as err:
+        raise CliError(str(err).replace("pass device='cpu'", "use --device cpu")) from err
 
 
 def _framework_module(framework: str, module: str) -> ModuleType:
@@ -291,6 +305,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} is a file; give a folder")
     kind = args.kind or ("conv" if args.model == "denoising" else "dense")
+    default_code = recipes.DENOISING_CODE_SIZE if args.model == "denoising" else recipes.AUTOENCODER_CODE_SIZE
+    code_size = args.code_size or default_code
     if args.model not in ("autoencoder", "denoising") and args.kind:
         raise CliError("--kind is for autoencoder and denoising only")
     if args.model != "denoising" and args.noise is not None:
@@ -306,20 +322,25 @@ def _train(args: argparse.Namespace) -> None:
         limit = min(limit or DRY_RUN["limit"], DRY_RUN["limit"])
         steps_per_epoch, probes = DRY_RUN["steps_per_epoch"], min(probes, DRY_RUN["probes"])
         batch_size = min(batch_size, 32)
+    _check_device(args)  # before any data is loaded
     if (args.out / "run.json").exists() and not args.overwrite:
-        _check_resume(args, batch_size, lr, beta1, kind, noise)  # before any data or framework is loaded
+        _check_resume(
+            args, batch_size, lr, beta1, kind, code_size, noise
+        )  # before any data or framework is loaded
     x = _load_images(args, "train", _layout(args.framework, args.model, kind), limit)
     if batch_size > len(x):
         raise CliError(f"--batch-size {batch_size} exceeds the {len(x)} training images; use a smaller one")
     epochs = args.epochs or (DRY_RUN["epochs"] if args.dry_run else recipe.epochs_for(len(x)))
     module = _framework_module(args.framework, spec.module)
+    # --seed fixes the starting weights too: every model's builder draws from the framework's global RNG.
+    seed_everything(args.seed, frameworks=(args.framework,))
     log_every = 0 if args.quiet else 1
     common = {"seed": args.seed, "out_dir": args.out, "checkpoint_every": args.checkpoint_every}
     common.update(overwrite=args.overwrite, log_every=log_every, device=args.device)
     before = _saved_epoch(args.out)
     if args.model in ("autoencoder", "denoising"):
         x_train, x_val = (x[:-500], x[-500:]) if len(x) > 1000 else (x, None)
-        model = module.build_autoencoder(kind, args.code_size)
+        model = module.build_autoencoder(kind, code_size)
         history = module.fit_autoencoder(
             model,
             x_train,
@@ -360,14 +381,14 @@ def _saved_epoch(folder: Path) -> int:
 
 
 def _check_resume(
-    args: argparse.Namespace, batch_size: int, lr: float, beta1: float, kind: str, noise
+    args: argparse.Namespace, batch_size: int, lr: float, beta1: float, kind: str, code_size: int, noise
 ) -> None:
     """Compare the flags with the run already in --out, with messages in flags, before anything is loaded."""
     saved = read_run_file(args.out)
     given: dict[str, Any] = {"model": args.model, "framework": args.framework, "seed": args.seed}
     given["batch_size"] = batch_size
     if args.model in ("autoencoder", "denoising"):
-        given.update(kind=kind, code_size=args.code_size, learning_rate=lr, noise=noise)
+        given.update(kind=kind, code_size=code_size, learning_rate=lr, noise=noise)
     elif args.model == "mlp-gan":
         given.update(learning_rate=lr)
     else:
@@ -467,7 +488,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     samples = _draw(args, config, module, model, args.n, args.seed)
     test = _load_images(args, "test", "hw")
     coverage = metrics.class_coverage(judge.predict(samples))
-    confident = float((judge.predict_proba(samples).max(axis=1) >= 0.9).mean())
+    confident = judge.confident_share(samples)
     print(f"samples: {args.n}")
     print(
         f"Frechet distance to the test digits: {metrics.frechet_distance(judge.features(samples), judge.features(test)):.2f}"

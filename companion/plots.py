@@ -124,23 +124,42 @@ def training_gif(
     scale: int = 4,
     seconds_per_frame: float = 0.4,
     value_range: tuple[float, float] = (0.0, 1.0),
+    captions: Sequence[str] | None = None,
 ) -> Path:
     """Write an animated GIF, one frame per batch of images (e.g. one per epoch).
 
     Each frame is tiled into a grid and upscaled ``scale`` times with nearest-neighbour
-    so that 28-pixel digits stay crisp and visible in the HTML book. Returns the path.
+    so that 28-pixel digits stay crisp and visible in the HTML book. ``captions`` (one per
+    frame, e.g. "epoch 12") are written in a band above the grid, so a still frame says what
+    it shows. Returns the path.
     """
     import imageio.v2 as imageio
 
     if not frames:
         raise ValueError("training_gif needs at least one frame")
+    if captions is not None and len(captions) != len(frames):
+        raise ValueError(
+            f"training_gif got {len(captions)} captions for {len(frames)} frames; give one per frame"
+        )
     lo, hi = value_range
     pictures = []
-    for batch in frames:
+    for index, batch in enumerate(frames):
         grid = (tile(batch, ncols=ncols, pad_value=hi) - lo) / (hi - lo)
         grid = np.clip(grid * 255.0, 0, 255).astype(np.uint8)
-        pictures.append(np.kron(grid, np.ones((scale, scale), np.uint8)))
+        picture = np.kron(grid, np.ones((scale, scale), np.uint8))
+        if captions is not None:
+            picture = np.concatenate([_caption_band(captions[index], picture.shape[1]), picture])
+        pictures.append(picture)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(path, pictures, duration=seconds_per_frame, loop=0)  # type: ignore[arg-type]
     return path
+
+
+def _caption_band(text: str, width: int, height: int = 18) -> np.ndarray:
+    """A white band with ``text`` in black, ``width`` pixels wide (Pillow's built-in font)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = Image.new("L", (width, height), 255)
+    ImageDraw.Draw(band).text((4, 3), text, fill=0, font=ImageFont.load_default())
+    return np.asarray(band, dtype=np.uint8)

@@ -11,7 +11,7 @@ import os
 import random
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -139,20 +139,24 @@ def quiet_native_stderr(known: tuple[str, ...]) -> Iterator[None]:
                 print("\n".join(kept), file=sys.stderr)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, TensorFlow and PyTorch (those installed) with one call.
+def seed_everything(seed: int, frameworks: Sequence[str] = ("tensorflow", "torch")) -> None:
+    """Seed Python, NumPy and the given frameworks (those installed) with one call.
 
     Frameworks that are installed but not yet imported are imported here, so a
-    chapter can call this once at the top and get repeatable runs on both sides.
+    chapter can call this once at the top and get repeatable runs on both sides;
+    the command line seeds only the framework it trains with.
     """
+    unknown = set(frameworks) - {"tensorflow", "torch"}
+    if unknown:
+        raise ValueError(f"frameworks must be 'tensorflow' and/or 'torch', got {sorted(unknown)}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
-    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is not None:
+    if "tensorflow" in frameworks and ("tensorflow" in sys.modules or importlib.util.find_spec("tensorflow")):
         import_tensorflow_quietly().random.set_seed(seed)
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+    if "torch" in frameworks and ("torch" in sys.modules or importlib.util.find_spec("torch")):
         import torch
 
         torch.manual_seed(seed)  # also seeds every CUDA device

@@ -1,7 +1,7 @@
 """The first code cell of every chapter: installs the companion package in Colab, nowhere else.
 
     python scripts/colab_cell.py            # print the cell
-    python scripts/colab_cell.py --write [book/NN_topic.ipynb ...]   # put it at the top of chapters
+    python scripts/colab_cell.py --write [book/TOPIC.ipynb ...]   # put it at the top of chapters
 
 The install source is pinned to the release tag ``v<version>`` of the repository named in
 ``_config.yml``, so a chapter opened from the book runs with the package it was written for.
@@ -40,9 +40,27 @@ if "google.colab" in sys.modules or os.environ.get("COMPANION_INSTALL_SOURCE"):
     importlib.invalidate_caches()"""
 
 
-def chapters() -> list[Path]:
+def numbered_pages() -> list[tuple[str, Path]]:
+    """Every notebook of the book with its number, in `_toc.yml` order: chapters count 1, 2, ...
+    across parts; the part captioned "Appendices" counts A, B, ..."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [ROOT / f"{entry['file']}.ipynb" for entry in toc.get("chapters", [])]
+    parts = toc.get("parts", [{"caption": "", "chapters": toc.get("chapters", [])}])
+    pages, chapter, appendix = [], 0, 0
+    for part in parts:
+        for entry in part["chapters"]:
+            path = ROOT / f"{entry['file']}.ipynb"
+            if part.get("caption", "").startswith("Appendices"):
+                label, appendix = "ABCDEFGH"[appendix], appendix + 1
+            else:
+                chapter += 1
+                label = str(chapter)
+            pages.append((label, path))
+    return pages
+
+
+def chapters() -> list[Path]:
+    """The notebooks of the book (chapters and appendices) in `_toc.yml` order."""
+    return [path for _, path in numbered_pages()]
 
 
 def write(path: Path) -> bool:

@@ -1,10 +1,11 @@
 """Execute chapters top to bottom in a fresh kernel and store their outputs (full mode by default).
 
-    python scripts/execute_notebooks.py book/01_generative_modelling.ipynb [...]
+    python scripts/execute_notebooks.py book/generative_modelling.ipynb [...]
     python scripts/execute_notebooks.py --quick book/*.ipynb   # a fast dry run, not for committing
 
 The committed outputs of every chapter come from this script in full mode. It refuses
-to write a notebook that ends with an error output or a stderr block.
+to write a notebook that ends with an error output or a stderr block, or (in full mode) whose
+prose quotes a number its outputs do not print (see scripts/claims.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import claims
 
 
 def execute(path: Path, quick: bool, timeout: int) -> float:
@@ -40,8 +44,17 @@ def execute(path: Path, quick: bool, timeout: int) -> float:
                 problems.append(f"cell {index}: error {output.get('ename')}")
             if output.get("name") == "stderr":
                 problems.append(f"cell {index}: stderr {output.get('text', '')[:200]!r}")
+    if not quick:
+        problems += claims.problems(nb)
     if problems:
-        raise SystemExit(f"{path}: not written, fix these first:\n  " + "\n  ".join(problems))
+        # Keep the executed copy: when only prose disagrees, fix the markdown there and copy it back.
+        rejected = Path(__file__).resolve().parents[1] / "_build" / "rejected" / path.name
+        rejected.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, rejected)
+        raise SystemExit(
+            f"{path}: not written (executed copy kept in {rejected}), fix these first:\n  "
+            + "\n  ".join(problems)
+        )
     nbformat.write(nb, path)
     return seconds
 

@@ -22,6 +22,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import colab_cell  # noqa: E402
+
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
 )
@@ -35,10 +38,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-ge
 
 def _toc_pages() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for entry in toc.get("chapters", []):
-        pages.append(entry["file"])
-    return pages
+    return [toc["root"]] + [str(path.relative_to(ROOT).with_suffix("")) for path in colab_cell.chapters()]
 
 
 class _PageParser(HTMLParser):

@@ -51,6 +51,16 @@ def test_outputs_and_layouts(trained, test_split) -> None:
         trained.predict(x * 255)
 
 
+def test_confident_share_counts_sure_predictions(trained, test_split) -> None:
+    x, _ = test_split
+    real = trained.confident_share(x[:200])
+    assert 0.7 < real <= 1.0  # most real digits are read with confidence
+    assert trained.confident_share(x[:200], confidence=1.01) == 0.0
+    assert trained.confident_share(x[:200], confidence=0.0) == 1.0
+    top = trained.predict_proba(x[:200]).max(axis=1)
+    assert trained.confident_share(x[:200], confidence=0.99) == np.mean(top >= 0.99)
+
+
 def test_cache_round_trip(trained, cache, test_split) -> None:
     x, _ = test_split
     again = classifier.load_classifier(cache, source="subset")

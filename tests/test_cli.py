@@ -373,3 +373,39 @@ def test_damaged_checkpoint_gives_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", *common, "--dry-run", "--epochs", "2", "--out", run)
     assert code == 1 and "damaged" in one_error_line(err)
     assert (run / "epoch_0001" / "state.pt").read_bytes() == b"\x00 not a checkpoint"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the machine has a GPU")
+def test_an_unavailable_device_is_refused_in_flags_before_any_data(workdir, capsys, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data loaded before the device was checked")
+
+    monkeypatch.setattr(cli, "_load_images", no_data)
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "mlp-gan",
+        "--framework",
+        "torch",
+        "--data",
+        "subset",
+        "--device",
+        "cuda",
+        "--out",
+        "o",
+    )
+    assert code == 1 and "use --device cpu" in one_error_line(err)
+    _untouched(workdir)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_the_seed_fixes_the_starting_weights(framework, tmp_path, capsys):
+    # Two dry runs with the same --seed give the same losses, another seed other ones.
+    def losses(folder, seed):
+        argv = ["train", "mlp-gan", "--framework", framework, "--data", "subset", "--dry-run"]
+        code, _, _ = run_cli(capsys, *argv, "--seed", seed, "--out", tmp_path / folder, "--quiet")
+        assert code == 0
+        return json.loads((tmp_path / folder / "history.json").read_text())["d_loss"]
+
+    assert losses("a", 3) == losses("b", 3)
+    assert losses("a", 3) != losses("c", 4)

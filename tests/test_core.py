@@ -112,6 +112,23 @@ def test_training_gif_has_one_upscaled_frame_per_epoch(tmp_path):
     assert movie.shape[1:3] == (3 * (2 * 30 + 2), 3 * (2 * 30 + 2))
 
 
+def test_training_gif_writes_a_caption_band_above_each_frame(tmp_path):
+    import imageio.v3 as iio
+
+    frames = [np.zeros((4, 28, 28), np.float32)] * 2
+    plain = iio.imread(plots.training_gif(frames, tmp_path / "plain.gif", ncols=2, scale=2), index=None)
+    path = plots.training_gif(
+        frames, tmp_path / "captioned.gif", ncols=2, scale=2, captions=["epoch 1", "epoch 2"]
+    )
+    movie = iio.imread(path, index=None)
+    assert movie.shape[1] == plain.shape[1] + 18 and movie.shape[2] == plain.shape[2]
+    band = movie[:, :18].reshape(2, 18, -1)
+    assert (band < 128).any(axis=(1, 2)).all()  # some dark text pixels in every band
+    assert not np.array_equal(band[0], band[1])  # "epoch 1" and "epoch 2" differ
+    with pytest.raises(ValueError, match="one per frame"):
+        plots.training_gif(frames, tmp_path / "bad.gif", captions=["epoch 1"])
+
+
 def test_loss_curves_draw_every_series():
     fig = plots.loss_curves(
         {"TensorFlow": {"train": [3, 2, 1], "val": [3, 2, 2]}, "PyTorch": {"train": [3, 2, 1]}}

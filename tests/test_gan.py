@@ -204,7 +204,7 @@ def test_keras_combined_model_freezes_d_and_keras3_reads_trainable_at_first_call
         d.train_on_batch(tfg.generate(g, noise), zeros)
         # Keras 3: D's own train function was first traced while trainable=False, so D never learns.
         assert not any(_moved(d1, tfg.weight_snapshot(d))), (
-            "Keras changed when it reads `trainable`: update chapter 4"
+            "Keras changed when it reads `trainable`: update the chapter Training GANs on MNIST"
         )
         # with the toggle patch each train function is traced in the intended state
         g, d = tfg.build_generator(), tfg.build_discriminator()

@@ -35,7 +35,10 @@ SIGNATURE_EXCEPTIONS = {
 }
 # Public names that exist on one side only, each with the reason.
 ONE_SIDED = {
-    ("gan", "keras_combined_model"): "the Keras 2 combined-model idiom of chapter 4 has no PyTorch form",
+    (
+        "gan",
+        "keras_combined_model",
+    ): "the Keras 2 combined-model idiom (Training GANs on MNIST) has no PyTorch form",
     ("gan", "keras_idiom_step"): "the Keras 2 combined-model idiom",
     ("gan", "train_gan_keras_idiom"): "the Keras 2 combined-model idiom",
     ("gan", "Generator"): "PyTorch needs module classes; Keras builds Sequential models",

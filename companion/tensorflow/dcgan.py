@@ -1,4 +1,4 @@
-"""Chapter 5: the DCGAN of the TensorFlow tutorial, in Keras 3 with a ``tf.GradientTape`` train step.
+"""The DCGAN chapter: the DCGAN of the TensorFlow tutorial, in Keras 3 with a ``tf.GradientTape`` train step.
 
 Generator: noise (N, 100) -> Dense 7*7*256 (no bias) -> BN -> LeakyReLU -> reshape (7, 7, 256)
 -> ConvT 128 5x5 stride 1 -> BN -> LeakyReLU -> ConvT 64 5x5 stride 2 -> BN -> LeakyReLU

@@ -1,4 +1,4 @@
-"""Chapter 4: the GAN min-max game in TensorFlow / Keras 3 -- an MLP GAN for MNIST and a 1-d toy GAN.
+"""The GAN chapters, in TensorFlow / Keras 3: an MLP GAN for MNIST and a 1-d toy GAN.
 
 ``companion.torch.gan`` mirrors this module name for name with the same hyperparameters.
 
@@ -12,7 +12,7 @@ network's ``trainable_variables`` only and applies those gradients with that net
 optimiser, so the other network cannot move. The old Keras idiom (a combined model compiled
 after ``discriminator.trainable = False``) is here too, as :func:`train_gan_keras_idiom`, because
 Keras 3 reads ``trainable`` at a different moment than the Keras 2 code it comes from assumed
-(chapter 4 measures what happens). It has no PyTorch counterpart.
+(the chapter "Training GANs on MNIST" measures what happens). It has no PyTorch counterpart.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def keras_combined_model(
     Keras 2 fixed a model's trainable weights when it was *compiled*, so D kept learning through
     its own ``train_on_batch`` while the combined model left it alone. Keras 3 reads ``trainable``
     when a model's train function is first traced (its first ``train_on_batch``) and keeps that
-    choice until the next ``compile``; chapter 4 measures what this recipe then does.
+    choice until the next ``compile``; "Training GANs on MNIST" measures what this recipe then does.
     TensorFlow only: PyTorch freezes with ``detach()`` and one optimiser per network instead.
     """
     loss = keras.losses.BinaryCrossentropy(from_logits=True)

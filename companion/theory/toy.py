@@ -2,7 +2,7 @@
 
 Data are ``x ~ N(DATA_MEAN, DATA_STD^2)``; the generator maps noise ``z ~ N(0, 1)`` to
 ``G(z) = scale * z + shift``, so its samples follow ``N(shift, scale^2)``. Both densities are
-known in closed form, which lets chapter 4 compare a trained discriminator with the optimal one,
+known in closed form, which lets the min-max chapter compare a trained discriminator with the optimal one,
 
     D*(x) = p_data(x) / (p_data(x) + p_g(x)),
 

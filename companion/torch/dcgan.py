@@ -1,4 +1,4 @@
-"""Chapter 5: the DCGAN of the TensorFlow tutorial, in PyTorch, matching ``companion.tensorflow.dcgan``.
+"""The DCGAN chapter: the DCGAN of the TensorFlow tutorial, in PyTorch, matching ``companion.tensorflow.dcgan``.
 
 Same networks, layer names, hyperparameters, train step and run folder as the Keras side. To give
 identical outputs from copied weights (``companion.bridge``), this side copies four Keras details:

@@ -1,4 +1,4 @@
-"""Chapter 4: the GAN min-max game in PyTorch -- an MLP GAN for MNIST and a 1-d toy GAN.
+"""The GAN chapters, in PyTorch: an MLP GAN for MNIST and a 1-d toy GAN.
 
 ``companion.tensorflow.gan`` mirrors this module name for name with the same hyperparameters.
 

@@ -212,9 +212,9 @@ def autoencoder_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, P
     return config, checkpoint_folder(out_dir)
 
 
-# ====================================================================== the MLP GAN (chapter 4)
+# ====================================================================== the MLP GAN (Training GANs on MNIST)
 
-VARIANTS = ("non_saturating", "saturating")  # the generator losses of chapter 4
+VARIANTS = ("non_saturating", "saturating")  # the generator losses of the min-max chapter
 MNIST_PIXELS = 784
 
 
@@ -257,7 +257,7 @@ class GanRun:
 
 @dataclass(frozen=True)
 class GanConfig:
-    """``train_gan``'s settings, with chapter 4's recipe as defaults: noise 128 -> 256 -> 784 pixels,
+    """``train_gan``'s settings, with the MLP GAN chapter's recipe as defaults: noise 128 -> 256 -> 784 pixels,
     784 -> 256 -> 1 logit, Adam (lr 2e-4, beta_1 0.5: less momentum, a calmer alternating game), batches of 100.
 
     Shuffling and noise come from NumPy streams seeded by ``seed``, so both frameworks draw the same
@@ -477,7 +477,7 @@ def load_gan(
     return gan_result(generator, discriminator, read_history(folder), samples)
 
 
-# ====================================================================== the DCGAN (chapter 5)
+# ====================================================================== the DCGAN
 
 DCGAN_NOISE_DIM = 100
 N_FIXED = 16  # fixed noise vectors behind the per-epoch grids and the GIF
@@ -588,7 +588,10 @@ class FrameKeeper(loop.Monitor):
             probes = np.round(np.clip(self.generate(self.probe_noise), 0, 1) * 255).astype(np.uint8)
             run.write_output(f"probes/epoch_{epoch:04d}.npy", lambda tmp: np.save(tmp, probes), suffix=".npy")
         frames = list(self.frames.astype(np.float32) / 255.0)
-        run.write_output("training.gif", lambda tmp: training_gif(frames, tmp), suffix=".gif")
+        captions = [f"epoch {e}" for e in range(1, len(frames) + 1)]
+        run.write_output(
+            "training.gif", lambda tmp: training_gif(frames, tmp, captions=captions), suffix=".gif"
+        )
 
 
 def dcgan_plan(x: np.ndarray, batch_size: int, steps_per_epoch: int | None) -> loop.Plan:
