@@ -167,3 +167,17 @@ def test_math_is_rendered(rendered, html_dir, page):
     if "\\[" in source or "\\(" in source:
         assert "<mjx-container" in dom, f"{page}: math present but not typeset by MathJax"
         assert "<mjx-merror" not in dom, f"{page}: MathJax reported an error"
+
+
+@pytest.mark.parametrize(("number", "path"), colab_cell.numbered_pages(), ids=lambda v: getattr(v, "stem", v))
+def test_page_title_carries_the_number_its_figures_use(html_dir, number, path):
+    # Figure captions say "Figure 6.2": the built book must number chapter 6 as 6, across parts.
+    page = html_dir / path.relative_to(ROOT).with_suffix(".html")
+    headings = re.findall(r"<h1>(.*?)</h1>", page.read_text(encoding="utf-8"), re.DOTALL)
+    title = next((h for h in headings if "headerlink" in h), None)  # the article's, not the page header's
+    assert title, f"{page.name}: no title"
+    shown = re.search(r'class="section-number">([^<]*)</span>', title)
+    if number.isdigit():
+        assert shown and shown.group(1).strip() == f"{number}.", f"{page.name}: title {title[:80]!r}"
+    else:
+        assert shown is None and f"Appendix {number}." in title, f"{page.name}: {title[:80]!r}"
