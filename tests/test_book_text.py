@@ -72,6 +72,10 @@ def test_claim_check_reports_each_kind_of_problem():
         in claims.problems(notebook(table, quote('<span data-claim="FD ceil">0.73</span>')))[0]
     )
     assert "2 output lines" in claims.problems(notebook(table, quote('<span data-claim="FD">0.73</span>')))[0]
+    labelled = printed("PyTorch, last epoch: 0.76\nposts' recipe, PyTorch, last epoch: 0.83\n")
+    assert (
+        claims.problems(notebook(labelled, quote('<span data-claim="PyTorch, last epoch">0.76</span>'))) == []
+    )
     assert "not closed" in claims.problems(notebook(table, quote('<span data-claim="FD floor">0.73')))[0]
 
 

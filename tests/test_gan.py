@@ -22,7 +22,7 @@ from companion.tensorflow import gan as tfg
 from companion.tensorflow import training as tf_train
 from companion.torch import gan as ptg
 from companion.torch import training as pt_train
-from companion.training import loop
+from companion.training import loop, tasks
 from companion.training.guards import TrainingFailed
 from companion.training.run_folder import RunFolderError, SettingsMismatch, latest_epoch
 from companion.validation import InputError
@@ -440,3 +440,101 @@ def test_bad_inputs_are_refused(side: str, images: np.ndarray) -> None:
         gan.train_gan(images, epochs=1, checkpoint_dir="old")
     with pytest.raises(TypeError, match="needs epochs"):
         gan.train_gan(images)
+
+
+# ----------------------------------------------------------------- the blog posts' recipe: ReLU, N(0, 0.01^2), beta_1
+
+
+def test_relu_variant_weight_transfer_parity() -> None:
+    """ReLU models hold the same weights and give the same outputs in both frameworks, and differ from
+    the LeakyReLU models with those weights (so the option is not ignored)."""
+    g_tf = tfg.build_generator(activation="relu")
+    d_tf = tfg.build_discriminator(activation="relu")
+    g_pt = bridge.keras_to_torch(g_tf, ptg.build_generator(activation="relu"))
+    d_pt = bridge.keras_to_torch(d_tf, ptg.build_discriminator(activation="relu"))
+    noise = sample_latent(32, tfg.NOISE_DIM, seed=5)
+    fake = tfg.generate(g_tf, noise)
+    assert np.abs(fake - ptg.generate(g_pt, noise)).max() <= TOL
+    assert np.abs(tfg.discriminate(d_tf, fake) - ptg.discriminate(d_pt, fake)).max() <= TOL
+    g_leaky = bridge.keras_to_torch(g_tf, ptg.build_generator())
+    d_leaky = bridge.keras_to_torch(d_tf, ptg.build_discriminator())
+    assert np.abs(fake - ptg.generate(g_leaky, noise)).max() > 1e-3
+    assert np.abs(tfg.discriminate(d_tf, fake) - ptg.discriminate(d_leaky, fake)).max() > 1e-4
+    # one trained round with the same weights, batch and noise stays in step too (plain SGD, as above)
+    real, d_noise, g_noise = fake[:16], sample_latent(16, 128, seed=6), sample_latent(16, 128, seed=7)
+    tf_opts = keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.05)
+    pt_opts = torch.optim.SGD(g_pt.parameters(), lr=0.05), torch.optim.SGD(d_pt.parameters(), lr=0.05)
+    m_tf = tfg.train_step(g_tf, d_tf, *tf_opts, real, d_noise, g_noise)
+    m_pt = ptg.train_step(g_pt, d_pt, *pt_opts, *map(torch.from_numpy, (real, d_noise, g_noise)))
+    for name in ("d_loss", "g_loss"):
+        assert abs(float(m_tf[name]) - float(m_pt[name])) <= TOL, name
+    assert np.abs(tfg.generate(g_tf, noise) - ptg.generate(g_pt, noise)).max() <= TOL
+
+
+def _kernels_and_biases(side: str, model) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    if side == "torch":
+        return (
+            [m.weight.detach().numpy() for m in model.modules() if isinstance(m, torch.nn.Linear)],
+            [m.bias.detach().numpy() for m in model.modules() if isinstance(m, torch.nn.Linear)],
+        )
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    return [np.asarray(layer.kernel) for layer in dense], [np.asarray(layer.bias) for layer in dense]
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("init_std", [0.01, 0.03])
+def test_init_std_draws_kernels_from_that_normal_with_zero_biases(side: str, init_std: float) -> None:
+    gan = SIDES[side]
+    for model in (gan.build_generator(init_std=init_std), gan.build_discriminator(init_std=init_std)):
+        kernels, biases = _kernels_and_biases(side, model)
+        assert len(kernels) == 2
+        for kernel in kernels:  # the smallest kernel has 256 weights: its std is within ~15% of the truth
+            assert abs(kernel.std() / init_std - 1) < 0.15, (kernel.shape, kernel.std())
+            assert abs(kernel.mean()) < 0.3 * init_std
+        assert all(np.all(b == 0) for b in biases)
+    # the default start is still Glorot-uniform: std sqrt(2 / (fan_in + fan_out)), 0.044 for 784 -> 256
+    kernels, _ = _kernels_and_biases(side, gan.build_discriminator())
+    assert abs(kernels[0].std() / np.sqrt(2 / (784 + 256)) - 1) < 0.05
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_beta1_reaches_the_optimisers(side: str, images: np.ndarray) -> None:
+    gan = SIDES[side]
+    g_opt, d_opt = gan.make_optimizers(gan.build_generator(), gan.build_discriminator(), beta1=0.9)
+    defaults = gan.make_optimizers(gan.build_generator(), gan.build_discriminator())
+    if side == "torch":
+        assert [o.param_groups[0]["betas"][0] for o in (g_opt, d_opt)] == [0.9, 0.9]
+        assert [o.param_groups[0]["betas"][0] for o in defaults] == [0.5, 0.5]
+    else:
+        assert [float(o.beta_1) for o in (g_opt, d_opt)] == [0.9, 0.9]
+        assert [float(o.beta_1) for o in defaults] == [0.5, 0.5]
+    # through train_gan: two Adam steps from the same weights (the first Adam step does not depend on
+    # beta_1); beta1=0.5 is the default, 0.9 gives other weights
+    g0, d0 = gan.build_generator(), gan.build_discriminator()
+    finals = {}
+    for name, extra in (("default", {}), ("0.5", {"beta1": 0.5}), ("0.9", {"beta1": 0.9})):
+        g, d = _copies(side, g0, d0)
+        gan.train_gan(images, generator=g, discriminator=d, epochs=1, log_every=0, **extra)
+        finals[name] = gan.weight_snapshot(g)
+    assert gan.max_abs_change(finals["default"], finals["0.5"]) == 0.0
+    assert gan.max_abs_change(finals["default"], finals["0.9"]) > 1e-6
+    # run.json records beta1 only when it is not the default (older run folders stay valid)
+    assert "beta1" not in tasks.GanConfig(epochs=1).config
+    assert tasks.GanConfig(epochs=1, beta1=0.9).config["beta1"] == 0.9
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_bad_architecture_and_beta1_are_refused(side: str, images: np.ndarray) -> None:
+    gan = SIDES[side]
+    with pytest.raises(InputError, match=r"activation must be one of \('leaky_relu', 'relu'\), got 'tanh'"):
+        gan.build_generator(activation="tanh")
+    with pytest.raises(InputError, match="activation must be one of"):
+        gan.build_discriminator(activation="ReLU")
+    with pytest.raises(InputError, match=r"init_std must be a positive number, got -0\.01"):
+        gan.build_generator(init_std=-0.01)
+    with pytest.raises(InputError, match="init_std must be a positive number"):
+        gan.build_discriminator(init_std=0.0)
+    with pytest.raises(InputError, match=r"beta1 must be a number in \[0, 1\)"):
+        gan.make_optimizers(gan.build_generator(), gan.build_discriminator(), beta1=1.0)
+    with pytest.raises(InputError, match="beta1"):
+        gan.train_gan(images, epochs=1, beta1=-0.1, log_every=0)

@@ -47,34 +47,74 @@ GanRun = tasks.GanRun
 # --------------------------------------------------------------------------- models
 
 
-def build_generator(noise_dim: int = NOISE_DIM, hidden: int = HIDDEN) -> keras.Model:
-    """The MNIST generator: noise (N, noise_dim) -> Dense(hidden) -> LeakyReLU(0.2) -> Dense(784) -> sigmoid."""
+def _hidden_activation(activation: str) -> keras.layers.Layer:
+    return keras.layers.LeakyReLU(LEAKY_SLOPE) if activation == "leaky_relu" else keras.layers.ReLU()
+
+
+def _dense(
+    units: int, name: str, init_std: float | None, activation: str | None = None
+) -> keras.layers.Dense:
+    """Dense with Keras' default start (Glorot-uniform kernel, zero bias) or, with ``init_std``,
+    a kernel drawn from N(0, init_std^2) and a zero bias."""
+    if init_std is None:
+        return keras.layers.Dense(units, activation=activation, name=name)
+    return keras.layers.Dense(
+        units,
+        activation=activation,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=float(init_std)),
+        bias_initializer="zeros",
+        name=name,
+    )
+
+
+def build_generator(
+    noise_dim: int = NOISE_DIM,
+    hidden: int = HIDDEN,
+    activation: str = "leaky_relu",
+    init_std: float | None = None,
+) -> keras.Model:
+    """The MNIST generator: noise (N, noise_dim) -> Dense(hidden) -> LeakyReLU(0.2) -> Dense(784) -> sigmoid.
+
+    ``activation="relu"`` puts plain ReLU in the hidden layer; ``init_std`` draws every kernel from
+    N(0, init_std^2) with zero biases instead of Glorot-uniform (the blog posts this course grew from:
+    ReLU and 0.01).
+    """
+    tasks.check_gan_architecture(activation, init_std)
+    check_positive("noise_dim", noise_dim, integer=True)
+    check_positive("hidden", hidden, integer=True)
     return keras.Sequential(
         [
             keras.Input(shape=(noise_dim,)),
-            keras.layers.Dense(hidden, name="hidden"),
-            keras.layers.LeakyReLU(LEAKY_SLOPE),
-            keras.layers.Dense(IMAGE_DIM, activation="sigmoid", name="pixels"),
+            _dense(hidden, "hidden", init_std),
+            _hidden_activation(activation),
+            _dense(IMAGE_DIM, "pixels", init_std, activation="sigmoid"),
         ],
         name="generator",
     )
 
 
-def build_discriminator(hidden: int = HIDDEN) -> keras.Model:
-    """The MNIST discriminator: flat images (N, 784) -> Dense(hidden) -> LeakyReLU(0.2) -> one logit (N, 1)."""
+def build_discriminator(
+    hidden: int = HIDDEN, activation: str = "leaky_relu", init_std: float | None = None
+) -> keras.Model:
+    """The MNIST discriminator: flat images (N, 784) -> Dense(hidden) -> LeakyReLU(0.2) -> one logit (N, 1).
+
+    ``activation`` and ``init_std`` as in :func:`build_generator`.
+    """
+    tasks.check_gan_architecture(activation, init_std)
+    check_positive("hidden", hidden, integer=True)
     return keras.Sequential(
         [
             keras.Input(shape=(IMAGE_DIM,)),
-            keras.layers.Dense(hidden, name="hidden"),
-            keras.layers.LeakyReLU(LEAKY_SLOPE),
-            keras.layers.Dense(1, name="logit"),
+            _dense(hidden, "hidden", init_std),
+            _hidden_activation(activation),
+            _dense(1, "logit", init_std),
         ],
         name="discriminator",
     )
 
 
-def _adam(learning_rate: float, model: keras.Model) -> keras.optimizers.Adam:
-    return make_adam(model, learning_rate, beta_1=BETA_1, epsilon=EPSILON)
+def _adam(learning_rate: float, model: keras.Model, beta1: float = BETA_1) -> keras.optimizers.Adam:
+    return make_adam(model, learning_rate, beta_1=beta1, epsilon=EPSILON)
 
 
 def make_optimizers(
@@ -82,15 +122,19 @@ def make_optimizers(
     discriminator: keras.Model,
     learning_rate: float = LEARNING_RATE,
     d_learning_rate: float | None = None,
+    beta1: float = BETA_1,
 ) -> tuple[keras.optimizers.Adam, keras.optimizers.Adam]:
     """One Adam per network, ``(g_optimizer, d_optimizer)``: each only ever updates its own variables.
 
-    ``d_learning_rate`` (default: ``learning_rate``) lets the discriminator learn at another pace.
+    ``d_learning_rate`` (default: ``learning_rate``) lets the discriminator learn at another pace;
+    ``beta1`` is Adam's first-moment decay for both (the book's 0.5; Adam's default and the blog
+    posts' value is 0.9).
     """
     d_learning_rate = learning_rate if d_learning_rate is None else d_learning_rate
     check_positive("learning_rate", learning_rate)
     check_positive("d_learning_rate", d_learning_rate)
-    return _adam(learning_rate, generator), _adam(d_learning_rate, discriminator)
+    tasks.check_beta1(beta1)
+    return _adam(learning_rate, generator, beta1), _adam(d_learning_rate, discriminator, beta1)
 
 
 # --------------------------------------------------------------------------- losses
@@ -222,7 +266,7 @@ def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanR
     with tf.device(runtime.device(s.device)):
         generator = s.generator or build_generator(s.noise_dim)
         discriminator = s.discriminator or build_discriminator()
-        g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate)
+        g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate, s.beta1)
     trainer = Trainer(
         gan_step(generator, discriminator, g_opt, d_opt, s.variant),
         models={"generator": generator, "discriminator": discriminator},

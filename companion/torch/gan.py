@@ -25,7 +25,7 @@ from torch import nn
 
 from companion.theory import toy
 from companion.torch import runtime
-from companion.torch.init import initialize
+from companion.torch.init import Model, initialize
 from companion.torch.training import FRAMEWORK, Trainer, load_weights
 from companion.training import tasks
 from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
@@ -46,38 +46,81 @@ GanRun = tasks.GanRun
 # --------------------------------------------------------------------------- models
 
 
-class Generator(nn.Module):
-    """Noise (N, noise_dim) -> flat images (N, 784) in [0, 1]."""
+def _hidden_activation(x: torch.Tensor, activation: str) -> torch.Tensor:
+    return F.leaky_relu(x, LEAKY_SLOPE) if activation == "leaky_relu" else F.relu(x)
 
-    def __init__(self, noise_dim: int = NOISE_DIM, hidden: int = HIDDEN) -> None:
+
+class Generator(nn.Module):
+    """Noise (N, noise_dim) -> flat images (N, 784) in [0, 1]; ``activation`` in the hidden layer."""
+
+    def __init__(
+        self, noise_dim: int = NOISE_DIM, hidden: int = HIDDEN, activation: str = "leaky_relu"
+    ) -> None:
         super().__init__()
+        tasks.check_gan_architecture(activation, None)
+        self.activation = activation
         self.hidden = nn.Linear(noise_dim, hidden)
         self.pixels = nn.Linear(hidden, IMAGE_DIM)
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.pixels(F.leaky_relu(self.hidden(noise), LEAKY_SLOPE)))
+        return torch.sigmoid(self.pixels(_hidden_activation(self.hidden(noise), self.activation)))
 
 
 class Discriminator(nn.Module):
     """Flat images (N, 784) in [0, 1] -> one logit each (N, 1); D(x) = sigmoid(logit)."""
 
-    def __init__(self, hidden: int = HIDDEN) -> None:
+    def __init__(self, hidden: int = HIDDEN, activation: str = "leaky_relu") -> None:
         super().__init__()
+        tasks.check_gan_architecture(activation, None)
+        self.activation = activation
         self.hidden = nn.Linear(IMAGE_DIM, hidden)
         self.logit = nn.Linear(hidden, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.logit(F.leaky_relu(self.hidden(images), LEAKY_SLOPE))
+        return self.logit(_hidden_activation(self.hidden(images), self.activation))
 
 
-def build_generator(noise_dim: int = NOISE_DIM, hidden: int = HIDDEN) -> Generator:
-    """The MNIST generator: noise -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(784) -> sigmoid."""
-    return initialize(Generator(noise_dim, hidden))
+def _start(model: Model, init_std: float | None) -> Model:
+    """Keras' default start (Glorot-uniform kernels, zero biases) or, with ``init_std``, kernels drawn
+    from N(0, init_std^2) and zero biases."""
+    if init_std is None:
+        return initialize(model)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, 0.0, float(init_std))
+                nn.init.zeros_(layer.bias)
+    return model
 
 
-def build_discriminator(hidden: int = HIDDEN) -> Discriminator:
-    """The MNIST discriminator: 784 -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(1) logit."""
-    return initialize(Discriminator(hidden))
+def build_generator(
+    noise_dim: int = NOISE_DIM,
+    hidden: int = HIDDEN,
+    activation: str = "leaky_relu",
+    init_std: float | None = None,
+) -> Generator:
+    """The MNIST generator: noise -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(784) -> sigmoid.
+
+    ``activation="relu"`` puts plain ReLU in the hidden layer; ``init_std`` draws every kernel from
+    N(0, init_std^2) with zero biases instead of Glorot-uniform (the blog posts this course grew from:
+    ReLU and 0.01).
+    """
+    tasks.check_gan_architecture(activation, init_std)
+    check_positive("noise_dim", noise_dim, integer=True)
+    check_positive("hidden", hidden, integer=True)
+    return _start(Generator(noise_dim, hidden, activation), init_std)
+
+
+def build_discriminator(
+    hidden: int = HIDDEN, activation: str = "leaky_relu", init_std: float | None = None
+) -> Discriminator:
+    """The MNIST discriminator: 784 -> Linear(hidden) -> LeakyReLU(0.2) -> Linear(1) logit.
+
+    ``activation`` and ``init_std`` as in :func:`build_generator`.
+    """
+    tasks.check_gan_architecture(activation, init_std)
+    check_positive("hidden", hidden, integer=True)
+    return _start(Discriminator(hidden, activation), init_std)
 
 
 def make_optimizers(
@@ -85,15 +128,19 @@ def make_optimizers(
     discriminator: nn.Module,
     learning_rate: float = LEARNING_RATE,
     d_learning_rate: float | None = None,
+    beta1: float = BETA_1,
 ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """One Adam per network, ``(g_optimizer, d_optimizer)``: each only ever steps its own parameters.
 
-    ``d_learning_rate`` (default: ``learning_rate``) lets the discriminator learn at another pace.
+    ``d_learning_rate`` (default: ``learning_rate``) lets the discriminator learn at another pace;
+    ``beta1`` is Adam's first-moment decay for both (the book's 0.5; Adam's default and the blog
+    posts' value is 0.9).
     """
     d_learning_rate = learning_rate if d_learning_rate is None else d_learning_rate
     check_positive("learning_rate", learning_rate)
     check_positive("d_learning_rate", d_learning_rate)
-    kwargs: dict[str, Any] = {"betas": (BETA_1, 0.999), "eps": EPSILON}
+    tasks.check_beta1(beta1)
+    kwargs: dict[str, Any] = {"betas": (float(beta1), 0.999), "eps": EPSILON}
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=learning_rate, **kwargs)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=d_learning_rate, **kwargs)
     return g_optimizer, d_optimizer
@@ -227,7 +274,7 @@ def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanR
     device = runtime.device(s.device)
     generator = (s.generator or build_generator(s.noise_dim)).to(device)
     discriminator = (s.discriminator or build_discriminator()).to(device)
-    g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate)
+    g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate, s.beta1)
     trainer = Trainer(
         gan_step(generator, discriminator, g_opt, d_opt, s.variant),
         models={"generator": generator, "discriminator": discriminator},

@@ -216,6 +216,8 @@ def autoencoder_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, P
 
 VARIANTS = ("non_saturating", "saturating")  # the generator losses of the min-max chapter
 MNIST_PIXELS = 784
+GAN_ACTIVATIONS = ("leaky_relu", "relu")  # hidden activations of the MLP GAN: the book's, the blog posts'
+GAN_BETA_1, GAN_EPSILON = 0.5, 1e-7
 
 
 class GanSettings(TypedDict, total=False):
@@ -226,6 +228,7 @@ class GanSettings(TypedDict, total=False):
     variant: str
     learning_rate: float
     d_learning_rate: float | None
+    beta1: float
     noise_dim: int
     seed: int
     fixed_noise: np.ndarray | None
@@ -262,7 +265,8 @@ class GanConfig:
 
     Shuffling and noise come from NumPy streams seeded by ``seed``, so both frameworks draw the same
     numbers. ``fixed_noise`` (default 16 vectors from ``seed + 1``) gives the sample grids, stored
-    every ``sample_every`` epochs. ``d_learning_rate`` (default ``learning_rate``) sets D's own rate.
+    every ``sample_every`` epochs. ``d_learning_rate`` (default ``learning_rate``) sets D's own rate;
+    ``beta1`` is Adam's first-moment decay for both networks (the blog posts this course grew from used 0.9).
     A NaN or infinite loss raises ``TrainingFailed``. The last incomplete batch of each epoch is
     dropped so that every step sees ``batch_size`` images. With ``out_dir`` checkpoints are written
     and a later call resumes. ``generator``/``discriminator`` train given networks (moved to ``device``).
@@ -273,6 +277,7 @@ class GanConfig:
     variant: str = "non_saturating"
     learning_rate: float = 2e-4
     d_learning_rate: float | None = None
+    beta1: float = GAN_BETA_1
     noise_dim: int = 128
     seed: int = 0
     fixed_noise: np.ndarray | None = None
@@ -290,20 +295,25 @@ class GanConfig:
         check_positive("learning_rate", self.learning_rate)
         if self.d_learning_rate is not None:
             check_positive("d_learning_rate", self.d_learning_rate)
+        check_beta1(self.beta1)
         check_variant(self.variant)
 
     @property
     def config(self) -> dict:
-        """The settings stored in ``run.json`` (the rest are added by :func:`train_gan`)."""
-        return {
+        """The settings stored in ``run.json`` (the rest are added by :func:`train_gan`).
+
+        ``beta1`` is stored only when it is not the default, so run folders written before it
+        existed still match a default run.
+        """
+        config = {
             "model": "mlp-gan",
             "variant": self.variant,
             "learning_rate": float(self.learning_rate),
             "d_learning_rate": None if self.d_learning_rate is None else float(self.d_learning_rate),
         }
-
-
-GAN_BETA_1, GAN_EPSILON = 0.5, 1e-7
+        if self.beta1 != GAN_BETA_1:
+            config["beta1"] = float(self.beta1)
+        return config
 
 
 def _settings(config: type, settings: Mapping[str, Any], caller: str) -> Any:
@@ -333,6 +343,24 @@ def gan_result(
 def check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise InputError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+def check_beta1(beta1: float) -> None:
+    """Adam's ``beta_1`` must be a number in [0, 1)."""
+    ok = isinstance(beta1, (int, float, np.integer, np.floating)) and not isinstance(beta1, bool)
+    if not ok or not 0.0 <= float(beta1) < 1.0:
+        raise InputError(
+            f"beta1 must be a number in [0, 1) (the book uses 0.5, Adam's default is 0.9), got {beta1!r}"
+        )
+
+
+def check_gan_architecture(activation: str, init_std: float | None) -> None:
+    """The MLP GAN's ``activation`` (one of :data:`GAN_ACTIVATIONS`) and ``init_std`` (None: Glorot-uniform
+    kernels; a positive number: kernels from N(0, init_std^2)), checked before a model is built."""
+    if activation not in GAN_ACTIVATIONS:
+        raise InputError(f"activation must be one of {GAN_ACTIVATIONS}, got {activation!r}")
+    if init_std is not None:
+        check_positive("init_std", init_std)
 
 
 class SampleKeeper(loop.Monitor):
