@@ -17,7 +17,6 @@ import colab_cell  # noqa: E402
 
 CHAPTERS = colab_cell.chapters()
 NUMBERED = colab_cell.numbered_pages()
-CHAPTERS_ONLY = [(label, path) for label, path in NUMBERED if label.isdigit()]  # appendices have no exercises
 
 
 def read(path):
@@ -110,7 +109,7 @@ def test_every_figure_has_a_numbered_caption(number, path):
 
 
 @pytest.mark.parametrize(
-    ("number", "path"), CHAPTERS_ONLY, ids=lambda v: v.stem if isinstance(v, Path) else str(v)
+    ("number", "path"), NUMBERED, ids=lambda v: v.stem if isinstance(v, Path) else str(v)
 )
 def test_three_to_five_exercises_each_with_a_solution(number, path):
     cells = read(path).cells
