@@ -26,7 +26,7 @@ from torch import nn
 from companion.theory import toy
 from companion.torch import runtime
 from companion.torch.init import Model, initialize
-from companion.torch.training import FRAMEWORK, Trainer, load_weights
+from companion.torch.training import FRAMEWORK, Trainer, load_weights, make_adam
 from companion.training import tasks
 from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
 from companion.validation import check_positive
@@ -140,10 +140,10 @@ def make_optimizers(
     check_positive("learning_rate", learning_rate)
     check_positive("d_learning_rate", d_learning_rate)
     tasks.check_beta1(beta1)
-    kwargs: dict[str, Any] = {"betas": (float(beta1), 0.999), "eps": EPSILON}
-    g_optimizer = torch.optim.Adam(generator.parameters(), lr=learning_rate, **kwargs)
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=d_learning_rate, **kwargs)
-    return g_optimizer, d_optimizer
+    return (
+        make_adam(generator, learning_rate, beta_1=float(beta1), epsilon=EPSILON),
+        make_adam(discriminator, d_learning_rate, beta_1=float(beta1), epsilon=EPSILON),
+    )
 
 
 # --------------------------------------------------------------------------- losses

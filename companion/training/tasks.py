@@ -350,7 +350,7 @@ def check_beta1(beta1: float) -> None:
     ok = isinstance(beta1, (int, float, np.integer, np.floating)) and not isinstance(beta1, bool)
     if not ok or not 0.0 <= float(beta1) < 1.0:
         raise InputError(
-            f"beta1 must be a number in [0, 1) (the book uses 0.5, Adam's default is 0.9), got {beta1!r}"
+            f"beta1 must be a number in [0, 1) (Adam's default is 0.9, the DCGAN paper's 0.5), got {beta1!r}"
         )
 
 
@@ -562,9 +562,7 @@ class DcganConfig:
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs, integer=True)
         check_positive("lr", self.lr)
-        ok = isinstance(self.beta1, (int, float)) and not isinstance(self.beta1, bool)
-        if not ok or not 0.0 <= self.beta1 < 1.0:
-            raise InputError(f"beta1 must be a number in [0, 1), got {self.beta1!r}")
+        check_beta1(self.beta1)
         loop.check_seed(self.seed)
         _check_flag("jit_compile", self.jit_compile)
 
