@@ -4,6 +4,7 @@
     python -m companion train autoencoder --framework tensorflow --data subset --out runs/ae --dry-run
     python -m companion sample mlp-gan --framework torch --checkpoint runs/gan --n 64 --out digits.npy
     python -m companion evaluate denoising --framework torch --checkpoint runs/dae
+    python -m companion sample cvae --framework torch --checkpoint runs/cvae --label 3 --n 16 --out threes.npy
 
 ``train`` writes a run folder (settings, checkpoints, ``history.json``; GANs also frames and a GIF) and
 ends with ``seconds/step: X.XXX``; running it again resumes from the last checkpoint. Defaults come
@@ -41,6 +42,7 @@ from companion.validation import InputError
 FRAMEWORKS = ("tensorflow", "torch")
 MAX_SAMPLES = 1_000_000  # 3.1 GB of float32 digits; ask for more in several files
 DRY_RUN = {"limit": 256, "epochs": 2, "steps_per_epoch": 2, "probes": 16}
+IWAE_K, IWAE_IMAGES = 100, 1000  # evaluate's importance-weighted bound: samples per image, images
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,14 @@ MODELS = {
     "dcgan": ModelSpec(
         "dcgan", recipes.DCGAN_RECIPE, "the DCGAN chapter's model (--recipe tutorial for the TF tutorial's)"
     ),
+    "vae": ModelSpec(
+        "vae", recipes.VAE_RECIPE, "the VAE chapter's variational autoencoder (--kind, --latent-size, --beta)"
+    ),
+    "cvae": ModelSpec("vae", recipes.CVAE_RECIPE, "the VAE chapter's conditional VAE (sample --label K)"),
 }
+AUTOENCODERS = ("autoencoder", "denoising")
+VAES = ("vae", "cvae")
+N_DIGITS = 10  # the conditional VAE's labels
 KNOWN_ERRORS = (RunFolderError, TrainingFailed, MnistDataError, InputError)
 
 
@@ -157,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of noise and shuffling (default: 0)"
     )
-    train.add_argument("--kind", choices=("dense", "deep", "conv"), help="autoencoders: architecture")
+    train.add_argument(
+        "--kind",
+        choices=("dense", "deep", "conv"),
+        help="autoencoders (vae, cvae: dense or conv): architecture",
+    )
     train.add_argument(
         "--code-size",
         type=positive_int,
@@ -167,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--noise",
         type=non_negative_float,
         help=f"denoising: noise level sigma (default: {recipes.DENOISING_SIGMA})",
+    )
+    train.add_argument(
+        "--latent-size",
+        type=positive_int,
+        help=f"vae, cvae: size of the code z (default: {recipes.VAE_LATENT_SIZE})",
+    )
+    train.add_argument(
+        "--beta", type=non_negative_float, help="vae, cvae: weight of the KL term (default: 1, the ELBO)"
+    )
+    train.add_argument(
+        "--warmup-epochs",
+        type=non_negative_int,
+        help="vae, cvae: epochs over which the KL weight rises linearly to --beta (default: 0, none)",
     )
     train.add_argument("--limit", type=positive_int, help="use only the first N training images")
     train.add_argument("--steps-per-epoch", type=positive_int, help="dcgan: cap the steps of each epoch")
@@ -201,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="write samples of a trained model to a .npy file",
         description="Load the latest checkpoint of a run folder and write N samples, (N, 28, 28) float32 in [0, 1]. "
-        "Autoencoders decode codes drawn from a Gaussian fitted to the codes of the training images.",
+        "Autoencoders decode codes drawn from a Gaussian fitted to the codes of the training images; VAEs decode "
+        "z ~ N(0, I).",
     )
     common(sample)
     sample.add_argument(
@@ -216,19 +243,28 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the latent noise (default: 0)"
     )
+    sample.add_argument(
+        "--label",
+        type=int,
+        metavar="K",
+        help="cvae: the digit 0-9 to write (default: the digits 0-9 in turn)",
+    )
 
     evaluate = verbs.add_parser(
         "evaluate",
         help="score a trained model on the held-out digits",
         description="Autoencoders: test MSE and PSNR (denoisers: of the noisy input and of the output). GANs: "
         "Frechet distance to the test digits in the digit classifier's features, the share of samples it "
-        "reads with confidence >= 0.9, and the rarest and commonest digit among the samples.",
+        "reads with confidence >= 0.9, and the rarest and commonest digit among the samples. VAEs: the test "
+        "ELBO and IWAE bound in nats, then the GANs' sample scores (cvae: also the share read as the digit asked for).",
     )
     common(evaluate)
     evaluate.add_argument(
         "--checkpoint", required=True, type=Path, metavar="DIR", help="run folder written by train"
     )
-    evaluate.add_argument("--n", type=positive_int, default=1000, help="GANs: samples scored (default: 1000)")
+    evaluate.add_argument(
+        "--n", type=positive_int, default=1000, help="GANs and VAEs: samples scored (default: 1000)"
+    )
     evaluate.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the latent noise (default: 0)"
     )
@@ -262,7 +298,7 @@ def _framework_module(framework: str, module: str) -> ModuleType:
 
 
 def _layout(framework: str, model: str, kind: str | None) -> str:
-    if model in ("autoencoder", "denoising") and kind == "conv":
+    if model in (*AUTOENCODERS, *VAES) and kind == "conv":
         return "nhwc" if framework == "tensorflow" else "nchw"
     return "hw" if model == "dcgan" else "flat"
 
@@ -281,13 +317,18 @@ def _check_folder(folder: Path, args: argparse.Namespace) -> dict:
     return config
 
 
-def _load_images(args: argparse.Namespace, split: Any, layout: Any, limit: int | None = None) -> np.ndarray:
+def _load_digits(
+    args: argparse.Namespace, split: Any, layout: Any, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     from companion.data import load_mnist
 
-    x, _ = load_mnist(
+    return load_mnist(
         split, layout=layout, source=args.data, limit=limit, verbose=not getattr(args, "quiet", False)
     )
-    return x
+
+
+def _load_images(args: argparse.Namespace, split: Any, layout: Any, limit: int | None = None) -> np.ndarray:
+    return _load_digits(args, split, layout, limit)[0]
 
 
 # ---------------------------------------------------------------------- train
@@ -307,8 +348,23 @@ def _train(args: argparse.Namespace) -> None:
     kind = args.kind or ("conv" if args.model == "denoising" else "dense")
     default_code = recipes.DENOISING_CODE_SIZE if args.model == "denoising" else recipes.AUTOENCODER_CODE_SIZE
     code_size = args.code_size or default_code
-    if args.model not in ("autoencoder", "denoising") and args.kind:
-        raise CliError("--kind is for autoencoder and denoising only")
+    if args.model not in (*AUTOENCODERS, *VAES) and args.kind:
+        raise CliError("--kind is for autoencoder, denoising, vae and cvae only")
+    if args.model in VAES and kind == "deep":
+        raise CliError("--kind deep is an autoencoder; a vae or cvae is dense or conv")
+    vae_flags = {
+        "--latent-size": args.latent_size,
+        "--beta": args.beta,
+        "--warmup-epochs": args.warmup_epochs,
+    }
+    for flag, value in vae_flags.items():
+        if args.model not in VAES and value is not None:
+            raise CliError(f"{flag} is for vae and cvae only")
+    if args.model in VAES and args.code_size:
+        raise CliError("--code-size is for autoencoders; a vae or cvae takes --latent-size")
+    latent_size = args.latent_size or recipes.VAE_LATENT_SIZE
+    vae_beta = 1.0 if args.beta is None else args.beta
+    warmup_epochs = args.warmup_epochs or 0
     if args.model != "denoising" and args.noise is not None:
         raise CliError("--noise is for denoising only")
     noise = (
@@ -324,10 +380,11 @@ def _train(args: argparse.Namespace) -> None:
         batch_size = min(batch_size, 32)
     _check_device(args)  # before any data is loaded
     if (args.out / "run.json").exists() and not args.overwrite:
+        vae = {"latent_size": latent_size, "beta": vae_beta, "warmup_epochs": warmup_epochs}
         _check_resume(
-            args, batch_size, lr, beta1, kind, code_size, noise
+            args, batch_size, lr, beta1, kind, code_size, noise, vae
         )  # before any data or framework is loaded
-    x = _load_images(args, "train", _layout(args.framework, args.model, kind), limit)
+    x, y = _load_digits(args, "train", _layout(args.framework, args.model, kind), limit)
     if batch_size > len(x):
         raise CliError(f"--batch-size {batch_size} exceeds the {len(x)} training images; use a smaller one")
     epochs = args.epochs or (DRY_RUN["epochs"] if args.dry_run else recipe.epochs_for(len(x)))
@@ -349,6 +406,24 @@ def _train(args: argparse.Namespace) -> None:
             batch_size=batch_size,
             learning_rate=lr,
             noise=noise,
+            **common,
+        )
+    elif args.model in VAES:
+        x_train, x_val = (x[:-500], x[-500:]) if len(x) > 1000 else (x, None)
+        y_train, y_val = (y[:-500], y[-500:]) if len(x) > 1000 else (y, None)
+        conditional = args.model == "cvae"
+        model = module.build_vae(kind, latent_size, N_DIGITS if conditional else 0)
+        history = module.fit_vae(
+            model,
+            x_train,
+            x_val,
+            y_train if conditional else None,
+            y_val if conditional else None,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            beta=vae_beta,
+            warmup_epochs=warmup_epochs,
             **common,
         )
     elif args.model == "mlp-gan":
@@ -381,14 +456,23 @@ def _saved_epoch(folder: Path) -> int:
 
 
 def _check_resume(
-    args: argparse.Namespace, batch_size: int, lr: float, beta1: float, kind: str, code_size: int, noise
+    args: argparse.Namespace,
+    batch_size: int,
+    lr: float,
+    beta1: float,
+    kind: str,
+    code_size: int,
+    noise,
+    vae: dict[str, Any],
 ) -> None:
     """Compare the flags with the run already in --out, with messages in flags, before anything is loaded."""
     saved = read_run_file(args.out)
     given: dict[str, Any] = {"model": args.model, "framework": args.framework, "seed": args.seed}
     given["batch_size"] = batch_size
-    if args.model in ("autoencoder", "denoising"):
+    if args.model in AUTOENCODERS:
         given.update(kind=kind, code_size=code_size, learning_rate=lr, noise=noise)
+    elif args.model in VAES:
+        given.update(kind=kind, learning_rate=lr, **vae)
     elif args.model == "mlp-gan":
         given.update(learning_rate=lr)
     else:
@@ -403,8 +487,10 @@ def _check_resume(
 def _load_model(args: argparse.Namespace, config: dict):
     spec = MODELS[args.model]
     module = _framework_module(args.framework, spec.module)
-    if args.model in ("autoencoder", "denoising"):
+    if args.model in AUTOENCODERS:
         return module, module.load_autoencoder(args.checkpoint, device=args.device)
+    if args.model in VAES:
+        return module, module.load_vae(args.checkpoint, device=args.device)
     if args.model == "mlp-gan":
         return module, module.load_gan(args.checkpoint, device=args.device)
     return module, module.load(args.checkpoint, device=args.device)
@@ -419,6 +505,8 @@ def _draw(args: argparse.Namespace, config: dict, module, model, n: int, seed: i
     if args.model == "mlp-gan":
         z = sample_latent(n, config["noise_dim"], seed=seed)
         return module.generate(model.generator, z).reshape(n, 28, 28)
+    if args.model in VAES:
+        return module.sample(model, n, _cvae_labels(args, n), seed).reshape(n, 28, 28)
     # Autoencoders: a Gaussian fitted to the codes of the training images, then the decoder.
     layout = _layout(args.framework, args.model, config["kind"])
     codes = module.encode(model, _load_images(args, "train", layout, config.get("n_train")))
@@ -427,9 +515,21 @@ def _draw(args: argparse.Namespace, config: dict, module, model, n: int, seed: i
     return module.decode(model, z).reshape(n, 28, 28)
 
 
+def _cvae_labels(args: argparse.Namespace, n: int) -> np.ndarray | None:
+    """The digits a cvae writes: ``--label`` for all, else 0-9 in turn (chunks of whole tens keep the cycle)."""
+    if getattr(args, "model", None) != "cvae":
+        return None
+    label = getattr(args, "label", None)
+    return np.full(n, label, np.int64) if label is not None else np.arange(n, dtype=np.int64) % N_DIGITS
+
+
 def _sample(args: argparse.Namespace) -> None:
     from companion.training.atomic_files import atomic_path
 
+    if args.label is not None and args.model != "cvae":
+        raise CliError("--label is for cvae only")
+    if args.label is not None and not 0 <= args.label < N_DIGITS:
+        raise CliError(f"--label must be a digit from 0 to 9, got {args.label}")
     if args.out.suffix != ".npy":
         raise CliError(f"--out must end in .npy, got {args.out}")
     if args.out.is_dir():
@@ -482,6 +582,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"test MSE: {metrics.mse(x, out):.5f}")
         print(f"test PSNR: {metrics.psnr(x, out):.2f} dB")
         return
+    if args.model in VAES:
+        _evaluate_vae(args, config, module, model)
+        return
     from companion.evaluation.classifier import load_classifier
 
     judge = load_classifier(source=args.data, verbose=False)
@@ -497,6 +600,39 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(
         f"rarest digit: {int(coverage.argmin())} ({coverage.min():.1%}); commonest: {int(coverage.argmax())} ({coverage.max():.1%})"
     )
+
+
+def _evaluate_vae(args: argparse.Namespace, config: dict, module, model) -> None:
+    """Held-out ELBO and IWAE bound in nats, then the sample scores every generative model gets."""
+    from companion.evaluation import metrics
+    from companion.evaluation.classifier import load_classifier
+
+    x, y = _load_digits(args, "test", _layout(args.framework, args.model, config["kind"]))
+    labels = y if args.model == "cvae" else None
+    eps = np.random.default_rng(args.seed).standard_normal((len(x), model.latent_size), dtype=np.float32)
+    terms = module.elbo_terms(model, x, eps, labels)
+    n_iwae = min(len(x), IWAE_IMAGES)
+    iwae = module.iwae_bound(
+        model, x[:n_iwae], IWAE_K, None if labels is None else labels[:n_iwae], args.seed
+    )
+    print(f"test images: {len(x)}")
+    print(
+        f"test ELBO: {terms['elbo']:.2f} nats (reconstruction {terms['reconstruction']:.2f}, KL {terms['kl']:.2f})"
+    )
+    print(f"test IWAE bound, k={IWAE_K}, first {n_iwae:,} images: {iwae:.2f} nats")
+    judge = load_classifier(source=args.data, verbose=False)
+    samples = _draw(args, config, module, model, args.n, args.seed)
+    coverage = metrics.class_coverage(judge.predict(samples))
+    fd = metrics.frechet_distance(judge.features(samples), judge.features(x))
+    print(f"samples: {args.n}")
+    print(f"Frechet distance to the test digits: {fd:.2f}")
+    print(f"read with confidence >= 0.9: {judge.confident_share(samples):.1%}")
+    print(
+        f"rarest digit: {int(coverage.argmin())} ({coverage.min():.1%}); commonest: {int(coverage.argmax())} ({coverage.max():.1%})"
+    )
+    requested = _cvae_labels(args, args.n)
+    if requested is not None:
+        print(f"read as the digit asked for: {np.mean(judge.predict(samples) == requested):.1%}")
 
 
 # ---------------------------------------------------------------------- entry point

@@ -35,7 +35,8 @@ class Recipe:
         (or just :attr:`epochs` for a recipe that counts epochs, like the tutorial's)."""
         if self.fixed_epochs:
             return self.epochs
-        per_epoch = max(1, n_images // self.batch_size)
+        full, rest = divmod(n_images, self.batch_size)
+        per_epoch = max(1, full if self.drop_last or rest == 0 else full + 1)  # counted as in :attr:`steps`
         return max(1, math.ceil(self.steps / per_epoch))
 
 
@@ -55,3 +56,12 @@ AUTOENCODER_CODE_SIZE = 32
 DENOISING_RECIPE = Recipe("denoising chapter", batch_size=64, lr=2e-3, beta1=0.9, epochs=20, drop_last=False)
 DENOISING_CODE_SIZE = 64
 DENOISING_SIGMA = 0.55
+# "Variational autoencoders": the dense VAE with a 16-d code and the conditional VAE, Adam 1e-3, batch 128,
+# 100 epochs. Measured on the subset (3,500 training + 500 validation images, PyTorch, seed 0): the
+# validation ELBO is -117.7 / -114.9 nats after 50 / 100 epochs and -114.6 at best (epoch 124, of 150);
+# the conditional VAE's -115.3 / -112.1 and -111.6 at best (epoch 135). 100 epochs take about 30 s of
+# one CPU core (0.29 s/epoch) for either dense model. A 16-d code also gave the best samples: Frechet
+# distance to the held-out digits 11.3 / 10.2 / 10.9 with 8 / 16 / 32 latent units (benchmarks/vae.py's FD).
+VAE_RECIPE = Recipe("VAE chapter", batch_size=128, lr=1e-3, beta1=0.9, epochs=100, drop_last=False)
+CVAE_RECIPE = Recipe("conditional VAE", batch_size=128, lr=1e-3, beta1=0.9, epochs=100, drop_last=False)
+VAE_LATENT_SIZE = 16

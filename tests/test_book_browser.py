@@ -171,7 +171,7 @@ def test_math_is_rendered(rendered, html_dir, page):
 
 @pytest.mark.parametrize(("number", "path"), colab_cell.numbered_pages(), ids=lambda v: getattr(v, "stem", v))
 def test_page_title_carries_the_number_its_figures_use(html_dir, number, path):
-    # Figure captions say "Figure 6.2": the built book must number chapter 6 as 6, across parts.
+    # Figure captions say "Figure 7.2": the built book must number chapter 7 as 7, across parts.
     page = html_dir / path.relative_to(ROOT).with_suffix(".html")
     headings = re.findall(r"<h1>(.*?)</h1>", page.read_text(encoding="utf-8"), re.DOTALL)
     title = next((h for h in headings if "headerlink" in h), None)  # the article's, not the page header's

@@ -1,5 +1,5 @@
 """``python -m companion``: help, exit codes and one-line errors, and dry-run train / resume / sample /
-evaluate round trips (dcgan and mlp-gan in PyTorch, the autoencoder in TensorFlow)."""
+evaluate round trips of every model in both frameworks (``sample cvae --label K`` too)."""
 
 import json
 import re
@@ -60,7 +60,7 @@ def test_help_documents_every_flag(capsys):
             assert model in out, (verb, model)
         sub = cli.build_parser()._subparsers._group_actions[0].choices[verb]
         assert all(action.help for action in sub._actions), verb  # every option has a help text
-    assert set(cli.MODELS) == {"autoencoder", "denoising", "mlp-gan", "dcgan"}
+    assert set(cli.MODELS) == {"autoencoder", "denoising", "mlp-gan", "dcgan", "vae", "cvae"}
 
 
 def test_module_entry_point_runs():
@@ -113,7 +113,8 @@ SAMPLE = ["sample", "dcgan", "--framework", "torch"]
 BAD_FLAGS = {  # argparse refuses these: exit status 2
     "no verb": lambda tmp: [],
     "unknown verb": lambda tmp: ["fit", "dcgan"],
-    "unknown model": lambda tmp: ["train", "vae", "--framework", "torch", "--out", "o"],
+    "unknown model": lambda tmp: ["train", "vqvae", "--framework", "torch", "--out", "o"],
+    "text label": lambda tmp: [*SAMPLE, "--checkpoint", "c", "--label", "three", "--out", "s.npy"],
     "unknown framework": lambda tmp: ["train", "dcgan", "--framework", "jax", "--out", "o"],
     "missing framework": lambda tmp: ["train", "dcgan", "--out", "o"],
     "missing --out": lambda tmp: TRAIN,
@@ -137,6 +138,23 @@ KNOWN_ERRORS = {  # reported in one line, exit status 1: (arguments, words the l
         "--recipe tutorial exists for dcgan only",
     ),
     "--kind for dcgan": (lambda tmp: [*TRAIN, "--kind", "conv", "--out", "o"], "--kind is for"),
+    "--beta for dcgan": (lambda tmp: [*TRAIN, "--beta", "2", "--out", "o"], "--beta is for vae and cvae only"),
+    "--kind deep for vae": (
+        lambda tmp: ["train", "vae", "--framework", "torch", "--kind", "deep", "--out", "o"],
+        "--kind deep is an autoencoder; a vae or cvae is dense or conv",
+    ),
+    "--code-size for cvae": (
+        lambda tmp: ["train", "cvae", "--framework", "torch", "--code-size", "8", "--out", "o"],
+        "a vae or cvae takes --latent-size",
+    ),
+    "sample a label that is no digit": (
+        lambda tmp: ["sample", "cvae", "--framework", "torch", "--checkpoint", _fake_run(tmp / "r", model="cvae"), "--label", "12", "--out", "s.npy"],
+        "--label must be a digit from 0 to 9, got 12",
+    ),
+    "sample a label from a vae": (
+        lambda tmp: ["sample", "vae", "--framework", "torch", "--checkpoint", _fake_run(tmp / "r", model="vae"), "--label", "3", "--out", "s.npy"],
+        "--label is for cvae only",
+    ),
     "--noise for autoencoder": (
         lambda tmp: ["train", "autoencoder", "--framework", "torch", "--noise", "0.3", "--out", "o"],
         "--noise is for denoising only",
@@ -285,6 +303,10 @@ ROUND_TRIPS = {  # model, framework, steps of a two-epoch dry run, evaluate's fi
     "autoencoder-torch": ("autoencoder", "torch", 2 * (256 // 32), "test MSE"),
     "denoising-torch": ("denoising", "torch", 2 * (256 // 32), "test MSE"),
     "denoising-tensorflow": ("denoising", "tensorflow", 2 * (256 // 32), "test MSE"),
+    "vae-torch": ("vae", "torch", 2 * (256 // 32), "test ELBO"),
+    "vae-tensorflow": ("vae", "tensorflow", 2 * (256 // 32), "test ELBO"),
+    "cvae-torch": ("cvae", "torch", 2 * (256 // 32), "read as the digit asked for"),
+    "cvae-tensorflow": ("cvae", "tensorflow", 2 * (256 // 32), "read as the digit asked for"),
 }
 
 
@@ -358,6 +380,27 @@ def test_dry_run_train_resume_sample_evaluate(case, tmp_path, capsys):
     assert code == 0 and f"{run}: 2 epochs" in out
     assert json.loads((run / "run.json").read_text())["batch_size"] == 16
     assert not (run / "epoch_0003").exists()
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_cvae_writes_the_digit_asked_for(framework, tmp_path, capsys):
+    run, samples = tmp_path / "run", tmp_path / "threes.npy"
+    common = ["cvae", "--framework", framework, "--data", "subset"]
+    code, _, err = run_cli(capsys, "train", *common, "--dry-run", "--quiet", "--out", run)
+    assert code == 0, err
+    assert json.loads((run / "run.json").read_text())["n_classes"] == 10
+    sample = ["sample", *common, "--checkpoint", run, "--n", "5", "--out", samples]
+    code, out, _ = run_cli(capsys, *sample, "--label", "3")
+    assert code == 0 and f"wrote 5 samples (28, 28) in [0, 1] to {samples}" in out
+    threes = np.load(samples)
+    assert threes.shape == (5, 28, 28) and threes.dtype == np.float32
+    assert 0.0 <= threes.min() and threes.max() <= 1.0
+    assert run_cli(capsys, *sample, "--label", "7")[0] == 0
+    assert np.abs(np.load(samples) - threes).max() > 1e-4  # the label reaches the decoder
+    for bad in ("10", "-1"):
+        code, _, err = run_cli(capsys, *sample, "--label", bad)
+        assert code == 1 and f"--label must be a digit from 0 to 9, got {bad}" in one_error_line(err)
+    assert np.load(samples).shape == (5, 28, 28)  # the refused calls left the file alone
 
 
 def test_damaged_checkpoint_gives_one_line(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Chapter 5: the DCGAN on both sides -- weight transfer, starting weights, train step, the one loop's
+"""The DCGAN chapter: the DCGAN on both sides -- weight transfer, starting weights, train step, the one loop's
 history, run folders (resume, settings checks, overwrite, interrupted writes) and the guards."""
 
 import json
@@ -466,6 +466,173 @@ def test_damaged_checkpoint_is_reported(module, digits, tf_gan, tmp_path):
             path.write_bytes(b"\x00 not a checkpoint")
     with pytest.raises(RunFolderError, match="damaged"):
         module.load(tmp_path)
+
+
+# ---------------------------------------------------------------------- the generator's options (section 6's ablations)
+
+VARIANTS = pytest.mark.parametrize(
+    "batch_norm, output", [(False, "tanh"), (True, "sigmoid")], ids=["no-batch-norm", "sigmoid"]
+)
+
+
+def _random_biases_keras(model: keras.Model, rng: np.random.Generator) -> None:
+    """Non-zero biases, so that copying them is really checked (fresh biases are all zero)."""
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None and not isinstance(
+            layer, keras.layers.BatchNormalization
+        ):
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape).astype(np.float32))
+
+
+def _random_biases_torch(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d)) and m.bias is not None:
+                m.bias.normal_(0, 0.1)
+
+
+@VARIANTS
+def test_generator_variants_have_the_same_layers_on_both_sides(batch_norm, output):
+    kg = tf_dcgan.make_generator(batch_norm=batch_norm, output=output)
+    tg = pt_dcgan.make_generator(batch_norm=batch_norm, output=output)
+    k_names = [layer.name for layer in kg.layers if layer.weights]
+    assert k_names == [n for n, m in tg.named_children() if list(m.parameters())]
+    has_bn = any(isinstance(layer, keras.layers.BatchNormalization) for layer in kg.layers)
+    assert has_bn == batch_norm == any(isinstance(m, torch.nn.BatchNorm2d) for m in tg.modules())
+    # Without batch norm the dense layer and the first two ConvTs get their biases back; the last has none.
+    assert (tg.project.bias is not None) == (not batch_norm) == (tg.deconv2.bias is not None)
+    assert tg.deconv3.bias is None and not kg.get_layer("deconv3").use_bias
+    count = sum(p.numel() for p in tg.parameters())
+    assert count == sum(w.numpy().size for w in kg.trainable_weights)
+    assert count == (2_305_472 if batch_norm else 2_305_472 - 2 * (12_544 + 128 + 64) + 12_544 + 128 + 64)
+
+
+@VARIANTS
+@pytest.mark.parametrize("direction", ["keras-to-torch", "torch-to-keras"])
+def test_generator_variants_transfer_both_ways(batch_norm, output, direction):
+    rng = np.random.default_rng(7)
+    kg = tf_dcgan.make_generator(batch_norm=batch_norm, output=output)
+    tg = pt_dcgan.make_generator(batch_norm=batch_norm, output=output)
+    if direction == "keras-to-torch":
+        _random_batch_norm_keras(kg, rng)
+        _random_biases_keras(kg, rng)
+        bridge.keras_to_torch(kg, tg)
+    else:
+        _random_batch_norm_torch(tg)
+        _random_biases_torch(tg)
+        bridge.torch_to_keras(tg, kg)
+    tg.eval()
+    z = rng.standard_normal((6, 100)).astype(np.float32)
+    images_k = kg(z, training=False).numpy()[..., 0]
+    images_t = tg(torch.from_numpy(z)).detach().numpy()[:, 0]
+    assert np.abs(images_k - images_t).max() <= TOL
+    assert images_k.std() > 1e-3  # not a trivial comparison
+
+
+@FRAMEWORKS
+def test_a_sigmoid_generator_draws_in_the_unit_range(module):
+    """Raw outputs in [0, 1], and ``generate``/``discriminate`` then pass images through unchanged."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((64, 100)).astype(np.float32)
+    raws = {}
+    for output in ("sigmoid", "tanh"):
+        gan = module.DCGAN(output=output, seed=0)
+        last = (
+            gan.generator.get_layer("deconv3").kernel if module is tf_dcgan else gan.generator.deconv3.weight
+        )
+        if module is tf_dcgan:
+            last.assign(last * 100.0)  # large pre-activations: outputs reach the ends of the range
+            raw = gan.generator(z, training=False).numpy()[..., 0]
+        else:
+            with torch.no_grad():
+                last.mul_(100.0)
+                gan.generator.eval()
+                raw = gan.generator(torch.from_numpy(z)).numpy()[:, 0]
+        raws[output] = raw
+        images = gan.generate(z)
+        assert 0.0 <= images.min() and images.max() <= 1.0
+        np.testing.assert_allclose(images, raw if output == "sigmoid" else (raw + 1.0) / 2.0, atol=1e-6)
+        if output == "sigmoid":  # D sees the images as they are, with no rescaling
+            x = images[:8, ..., None] if module is tf_dcgan else images[:8, None]
+            if module is tf_dcgan:
+                want = gan.discriminator(x, training=False).numpy()[:, 0]
+            else:
+                gan.discriminator.eval()
+                with torch.no_grad():
+                    want = gan.discriminator(torch.from_numpy(x)).numpy()[:, 0]
+            np.testing.assert_allclose(gan.discriminate(images[:8]), want, atol=1e-5)
+    assert 0.0 <= raws["sigmoid"].min() < 0.02 and 0.98 < raws["sigmoid"].max() <= 1.0
+    assert raws["tanh"].min() < -0.9  # the same weights with tanh leave [0, 1]: the check above can fail
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize("output", ["sigmoid", "tanh"])
+def test_the_training_data_follows_the_output_activation(module, output, digits, monkeypatch):
+    """The loop hands the step [0, 1] images for a sigmoid generator and [-1, 1] for a tanh one."""
+    gan = module.DCGAN(output=output, seed=0)
+    uploaded = {}
+    make = gan.trainer
+
+    def trainer():
+        inner = make()
+        upload = inner.upload
+
+        def spying(arrays):
+            uploaded.update(arrays)
+            upload(arrays)
+
+        inner.upload = spying
+        return inner
+
+    monkeypatch.setattr(gan, "trainer", trainer)
+    module.train(digits, epochs=1, gan=gan, output=output, **{**SMALL, "probes": 0})
+    real = np.asarray(uploaded["real"]).reshape(digits.shape)
+    np.testing.assert_array_equal(real, digits if output == "sigmoid" else digits * 2.0 - 1.0)
+    assert (real.min() >= 0.0) == (output == "sigmoid")
+
+
+@FRAMEWORKS
+def test_generator_options_are_stored_checked_and_rebuilt(module, digits, tmp_path):
+    folder, default = tmp_path / "ablation", tmp_path / "default"
+    options = {"batch_norm": False, "output": "sigmoid"}
+    gan, _ = module.train(digits, epochs=1, out_dir=folder, **options, **SMALL)
+    run = json.loads((folder / "run.json").read_text())
+    assert run["batch_norm"] is False and run["output"] == "sigmoid"
+    loaded = module.load(folder)
+    assert (loaded.batch_norm, loaded.output) == (False, "sigmoid")
+    z = np.random.default_rng(9).standard_normal((4, 100)).astype(np.float32)
+    np.testing.assert_allclose(loaded.generate(z), gan.generate(z), atol=1e-5)
+    with pytest.raises(SettingsMismatch, match="trained with output= 'sigmoid', not 'tanh'"):
+        module.train(digits, epochs=2, out_dir=folder, batch_norm=False, **SMALL)
+    with pytest.raises(SettingsMismatch, match="trained with batch_norm= False, not True"):
+        module.train(digits, epochs=2, out_dir=folder, output="sigmoid", **SMALL)
+    assert module.saved_epoch(folder) == 1
+    # The chapter's generator is the default: run.json leaves both out, as before the options existed.
+    module.train(digits, epochs=1, out_dir=default, **SMALL)
+    assert not {"batch_norm", "output"} & set(json.loads((default / "run.json").read_text()))
+    with pytest.raises(SettingsMismatch, match="trained with batch_norm= True, not False"):
+        module.train(digits, epochs=2, out_dir=default, batch_norm=False, **SMALL)
+    assert module.load(default).output == "tanh" and module.saved_epoch(default) == 1
+
+
+def test_bad_generator_options_are_reported(digits):
+    with pytest.raises(InputError, match=r"output must be one of \('tanh', 'sigmoid'\).*got 'relu'"):
+        pt_dcgan.make_generator(output="relu")
+    with pytest.raises(InputError, match=r"output must be one of .*got 'relu'"):
+        tf_dcgan.make_generator(output="relu")
+    with pytest.raises(InputError, match="batch_norm must be True or False, got 'no'"):
+        tf_dcgan.make_generator(batch_norm="no")
+    with pytest.raises(InputError, match="batch_norm must be True or False, got 'no'"):
+        pt_dcgan.DCGAN(batch_norm="no")
+    with pytest.raises(InputError, match="output must be one of"):
+        pt_dcgan.train(digits, epochs=1, output="relu", **SMALL)
+    with pytest.raises(InputError, match="batch_norm must be True or False"):
+        tf_dcgan.train(digits, epochs=1, batch_norm=0, **SMALL)
+    # A given gan= must match the settings, which pick the data range and go into run.json.
+    with pytest.raises(
+        InputError, match="gan= was built with output='tanh' but the settings say output='sigmoid'"
+    ):
+        pt_dcgan.train(digits, epochs=1, gan=pt_dcgan.DCGAN(seed=0), output="sigmoid", **SMALL)
 
 
 # ---------------------------------------------------------------------- guards

@@ -1,4 +1,4 @@
-"""Chapter 4 GAN: loss parity, freezing, weight-transfer parity, quick training through the one loop,
+"""The MLP GAN of "Training GANs on MNIST": loss parity, freezing, weight-transfer parity, quick training through the one loop,
 resume, run-folder settings checks and the NaN guard."""
 
 from __future__ import annotations

@@ -52,6 +52,10 @@ ONE_SIDED = {
     ("training", "HARMLESS_NATIVE_LOGS"): "TensorFlow's C++ log lines that are hidden",
     ("basics", "TinyModule"): "PyTorch's nn.Module subclass; Keras builds a functional model",
     ("basics", "TwoOutputModule"): "PyTorch's nn.Module subclass",
+    ("vae", "SameConv"): "Keras' padding='same' spelled out for PyTorch",
+    ("vae", "SameConvTranspose"): "Keras' padding='same' spelled out for PyTorch",
+    ("vae", "Encoder"): "PyTorch needs module classes; Keras builds functional models",
+    ("vae", "Decoder"): "PyTorch needs module classes; Keras builds functional models",
 }
 
 
@@ -157,10 +161,12 @@ def _architectures():
     from companion.tensorflow import basics as tfb
     from companion.tensorflow import dcgan as tfd
     from companion.tensorflow import gan as tfg
+    from companion.tensorflow import vae as tfv
     from companion.torch import autoencoders as pta
     from companion.torch import basics as ptb
     from companion.torch import dcgan as ptd
     from companion.torch import gan as ptg
+    from companion.torch import vae as ptv
 
     yield "basics", tfb.tiny_functional(), ptb.tiny_functional()
     for kind in ("dense", "deep", "conv"):
@@ -168,8 +174,16 @@ def _architectures():
     yield "MLP generator", tfg.build_generator(), ptg.build_generator()
     yield "MLP discriminator", tfg.build_discriminator(), ptg.build_discriminator()
     yield "DCGAN generator", tfd.make_generator(), ptd.make_generator()
+    # Without batch norm the generator's layers carry biases, which must start at zero too.
+    yield (
+        "DCGAN generator without BN",
+        tfd.make_generator(batch_norm=False),
+        ptd.make_generator(batch_norm=False),
+    )
     yield "DCGAN discriminator", tfd.make_discriminator(), ptd.make_discriminator()
     yield "toy discriminator", tfg.build_toy_discriminator(), ptg.build_toy_discriminator()
+    for kind in ("dense", "conv"):
+        yield f"{kind} conditional VAE", tfv.build_vae(kind, n_classes=10), ptv.build_vae(kind, n_classes=10)
 
 
 def test_fresh_models_start_from_the_same_weight_distribution() -> None:

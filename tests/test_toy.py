@@ -1,4 +1,4 @@
-"""Chapter 4 toy: the optimal discriminator, V(D*, G) = -log 4 + 2 JSD, and a trained D matching D*."""
+"""The toy game of "The GAN min-max game": the optimal discriminator, V(D*, G) = -log 4 + 2 JSD, and a trained D matching D*."""
 
 from __future__ import annotations
 

@@ -2,9 +2,11 @@
 
 Generator: noise (N, 100) -> Dense 7*7*256 (no bias) -> BN -> LeakyReLU -> reshape (7, 7, 256)
 -> ConvT 128 5x5 stride 1 -> BN -> LeakyReLU -> ConvT 64 5x5 stride 2 -> BN -> LeakyReLU
--> ConvT 1 5x5 stride 2, tanh: images (N, 28, 28, 1) in [-1, 1].
+-> ConvT 1 5x5 stride 2, tanh: images (N, 28, 28, 1) in [-1, 1]. Two options, for the chapter's
+ablations: ``batch_norm=False`` drops the three BN layers (the dense layer and the first two
+ConvTs then get the biases BN made redundant), ``output="sigmoid"`` draws images in [0, 1].
 
-Discriminator: images (N, 28, 28, 1) in [-1, 1] -> Conv 64 5x5 stride 2 -> LeakyReLU -> Dropout 0.3
+Discriminator: images (N, 28, 28, 1) in the generator's range -> Conv 64 5x5 stride 2 -> LeakyReLU -> Dropout 0.3
 -> Conv 128 5x5 stride 2 -> LeakyReLU -> Dropout 0.3 -> flatten -> Dense 1: logits (N, 1).
 
 ``companion.torch.dcgan`` builds the same networks with the same layer names, so
@@ -42,37 +44,48 @@ ADAM_EPSILON = 1e-7  # Keras default, passed to PyTorch's Adam too
 probe_samples = tasks.probe_samples
 
 
-def make_generator(noise_dim: int = NOISE_DIM, seed: int | None = None) -> keras.Model:
-    """Noise ``(N, noise_dim)`` -> images ``(N, 28, 28, 1)`` in [-1, 1] (tanh).
+def make_generator(
+    noise_dim: int = NOISE_DIM, seed: int | None = None, batch_norm: bool = True, output: str = "tanh"
+) -> keras.Model:
+    """Noise ``(N, noise_dim)`` -> images ``(N, 28, 28, 1)`` in [-1, 1] (tanh) or [0, 1] (``output="sigmoid"``).
 
-    ``seed`` makes the initial weights repeatable (it reseeds Keras' global generator first).
+    ``batch_norm=False`` leaves out the batch norm layers. ``seed`` makes the initial weights
+    repeatable (it reseeds Keras' global generator first).
     """
     check_positive("noise_dim", noise_dim, integer=True)
+    tasks.check_dcgan_architecture(batch_norm, output)
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    conv = {"kernel_size": KERNEL, "padding": "same", "use_bias": False}
+    # A layer followed by batch norm needs no bias (BN's offset replaces it); without BN it gets one back.
+    conv = {"kernel_size": KERNEL, "padding": "same", "use_bias": not batch_norm}
     bn = {"epsilon": BN_EPSILON, "momentum": BN_MOMENTUM}
+
+    def normalized(name: str) -> list[keras.layers.Layer]:
+        return [keras.layers.BatchNormalization(name=name, **bn)] if batch_norm else []
+
     return keras.Sequential(
         [
             keras.Input(shape=(noise_dim,)),
-            keras.layers.Dense(7 * 7 * 256, use_bias=False, name="project"),
-            keras.layers.BatchNormalization(name="bn0", **bn),
+            keras.layers.Dense(7 * 7 * 256, use_bias=not batch_norm, name="project"),
+            *normalized("bn0"),
             keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
             keras.layers.Reshape((7, 7, 256)),
             keras.layers.Conv2DTranspose(128, strides=1, name="deconv1", **conv),  # 7x7x128
-            keras.layers.BatchNormalization(name="bn1", **bn),
+            *normalized("bn1"),
             keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
             keras.layers.Conv2DTranspose(64, strides=2, name="deconv2", **conv),  # 14x14x64
-            keras.layers.BatchNormalization(name="bn2", **bn),
+            *normalized("bn2"),
             keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE),
-            keras.layers.Conv2DTranspose(1, strides=2, activation="tanh", name="deconv3", **conv),
+            keras.layers.Conv2DTranspose(
+                1, strides=2, activation=output, name="deconv3", **{**conv, "use_bias": False}
+            ),
         ],
         name="generator",
     )
 
 
 def make_discriminator(dropout: float = DROPOUT, seed: int | None = None) -> keras.Model:
-    """Images ``(N, 28, 28, 1)`` in [-1, 1] -> one logit per image ``(N, 1)`` (real > 0 > fake).
+    """Images ``(N, 28, 28, 1)`` in the generator's range -> one logit per image ``(N, 1)`` (real > 0 > fake).
 
     ``seed`` makes the initial weights and the dropout masks' stream repeatable.
     """
@@ -110,6 +123,8 @@ def gan_losses(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tuple[tf.Tenso
 class DCGAN:
     """Generator, discriminator, one Adam optimiser each, and the train step.
 
+    ``batch_norm`` and ``output`` choose the generator (:func:`make_generator`); the data range follows
+    ``output``, and :meth:`generate` and :meth:`discriminate` take and give [0, 1] either way.
     ``jit_compile=True`` compiles the step with XLA; off by default because it made the step slower
     on the CPUs measured (``benchmarks/dcgan_speed.py``). ``seed`` makes the initial weights and the
     dropout masks repeatable; ``None`` leaves the global random state alone. ``device``: see
@@ -122,17 +137,21 @@ class DCGAN:
         lr: float = 2e-4,
         beta1: float = 0.5,
         noise_dim: int = NOISE_DIM,
+        batch_norm: bool = True,
+        output: str = "tanh",
         dropout: float = DROPOUT,
         jit_compile: bool = False,
         device: str | None = None,
         seed: int | None = None,
     ) -> None:
         check_positive("lr", lr)
+        tasks.check_dcgan_architecture(batch_norm, output)
         self.noise_dim = int(noise_dim)
+        self.batch_norm, self.output = batch_norm, output
         self.device = runtime.device(device)
         self.jit_compile = bool(jit_compile)
         with tf.device(self.device):
-            self.generator = make_generator(noise_dim, seed=seed)
+            self.generator = make_generator(noise_dim, seed=seed, batch_norm=batch_norm, output=output)
             self.discriminator = make_discriminator(dropout, seed=None if seed is None else seed + 1)
             # Optimiser slots exist from the start, so a checkpoint restores into them directly.
             self.g_optimizer = make_adam(self.generator, lr, beta_1=beta1, epsilon=ADAM_EPSILON)
@@ -140,7 +159,7 @@ class DCGAN:
         self._compiled = tf.function(self._train_step, jit_compile=jit_compile)
 
     def train_step(self, images: tf.Tensor, noise: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One update of D and G from one forward pass (compiled): images ``(B, 28, 28, 1)`` in [-1, 1]."""
+        """One update of D and G from one forward pass (compiled): images ``(B, 28, 28, 1)`` in the data range."""
         with tf.device(self.device), quiet_native_stderr(training.HARMLESS_NATIVE_LOGS):
             return self._compiled(images, noise)
 
@@ -179,11 +198,11 @@ class DCGAN:
                 self.generator(noise[i : i + batch_size], training=False).numpy()
                 for i in range(0, len(noise), batch_size)
             ]
-        return (np.concatenate(parts)[..., 0] + 1.0) / 2.0
+        return tasks.to_unit_range(np.concatenate(parts)[..., 0], self.output)
 
     def discriminate(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
         """Logits ``(N,)`` for images ``(N, 28, 28)`` in [0, 1] (inference mode)."""
-        x = check_images(images, name="images", shape=(28, 28)) * 2.0 - 1.0
+        x = tasks.to_data_range(check_images(images, name="images", shape=(28, 28)), self.output)
         with tf.device(self.device):
             parts = [
                 self.discriminator(x[i : i + batch_size, ..., None], training=False).numpy()
@@ -200,7 +219,10 @@ def saved_epoch(out_dir: str | os.PathLike) -> int:
 def load(out_dir: str | os.PathLike, device: str | None = None) -> DCGAN:
     """The trained DCGAN saved in ``out_dir`` by :func:`train` (latest checkpoint)."""
     config, folder = tasks.dcgan_run(out_dir, FRAMEWORK)
-    gan = DCGAN(lr=config["lr"], beta1=config["beta1"], noise_dim=config["noise_dim"], device=device)
+    architecture = tasks.dcgan_architecture(config)
+    gan = DCGAN(
+        lr=config["lr"], beta1=config["beta1"], noise_dim=config["noise_dim"], device=device, **architecture
+    )
     gan.trainer().load_state(folder, random_state=False)
     return gan
 
@@ -209,7 +231,16 @@ def train(images: np.ndarray, **settings: Unpack[tasks.DcganSettings]) -> tuple[
     """Train a DCGAN on digits in [0, 1] through the one loop; returns ``(gan, history)``.
     Settings, defaults and behaviour: :class:`companion.training.tasks.DcganConfig`."""
     s = tasks.dcgan_settings(settings)
-    x = tasks.check_dcgan_images(images)[..., None]
-    gan = s.gan or DCGAN(lr=s.lr, beta1=s.beta1, jit_compile=s.jit_compile, device=s.device, seed=s.seed)
+    x = tasks.check_dcgan_images(images, s.output)[..., None]
+    gan = s.gan or DCGAN(
+        lr=s.lr,
+        beta1=s.beta1,
+        batch_norm=s.batch_norm,
+        output=s.output,
+        jit_compile=s.jit_compile,
+        device=s.device,
+        seed=s.seed,
+    )
+    tasks.check_same_architecture(gan, s)
     history = tasks.train_dcgan(gan.trainer(), gan.generate, x, s)
     return gan, history

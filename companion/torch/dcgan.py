@@ -11,8 +11,8 @@ identical outputs from copied weights (``companion.bridge``), this side copies f
 - channels-last flattening: G's dense output is read as (7, 7, 256) and D's features are
   flattened from (7, 7, 128), so the dense weights need no reordering.
 
-Tensors are channels first: images ``(N, 1, 28, 28)`` in [-1, 1] inside the models (the
-discriminator stores them channels last in memory, for speed). The public helpers
+Tensors are channels first: images ``(N, 1, 28, 28)`` in [-1, 1] inside the models (in [0, 1] for a
+generator built with ``output="sigmoid"``; the discriminator stores them channels last in memory, for speed). The public helpers
 (:meth:`DCGAN.generate`, :meth:`DCGAN.discriminate`, :func:`train`) take and return
 ``(N, 28, 28)`` arrays in [0, 1], as on the Keras side.
 
@@ -66,13 +66,13 @@ class SameConv(nn.Conv2d):
 
 
 class SameConvTranspose(nn.ConvTranspose2d):
-    """5x5 transposed convolution without bias and with Keras ``padding="same"``: output = stride * input."""
+    """5x5 transposed convolution (no bias unless asked) with Keras ``padding="same"``: output = stride * input."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bias: bool = False) -> None:
         # Stride 1 crops 2 pixels on each side. Stride 2 must crop 1 before and 2 after:
         # padding=1 crops one on each side and forward() drops the last row and column.
         padding = 2 if stride == 1 else 1
-        super().__init__(in_channels, out_channels, KERNEL, stride=stride, padding=padding, bias=False)
+        super().__init__(in_channels, out_channels, KERNEL, stride=stride, padding=padding, bias=bias)
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         y = super().forward(input, output_size)
@@ -81,17 +81,28 @@ class SameConvTranspose(nn.ConvTranspose2d):
 
 
 class Generator(nn.Module):
-    """Noise ``(N, noise_dim)`` -> images ``(N, 1, 28, 28)`` in [-1, 1] (tanh)."""
+    """Noise ``(N, noise_dim)`` -> images ``(N, 1, 28, 28)`` in [-1, 1] (tanh) or [0, 1] (``output="sigmoid"``).
 
-    def __init__(self, noise_dim: int = NOISE_DIM) -> None:
+    ``batch_norm=False`` replaces the batch norm layers by identities.
+    """
+
+    def __init__(self, noise_dim: int = NOISE_DIM, batch_norm: bool = True, output: str = "tanh") -> None:
         super().__init__()
         check_positive("noise_dim", noise_dim, integer=True)
-        self.project = nn.Linear(noise_dim, 7 * 7 * 256, bias=False)
-        self.bn0 = nn.BatchNorm1d(7 * 7 * 256, eps=BN_EPSILON, momentum=BN_MOMENTUM)
-        self.deconv1 = SameConvTranspose(256, 128, stride=1)  # 7x7x128
-        self.bn1 = nn.BatchNorm2d(128, eps=BN_EPSILON, momentum=BN_MOMENTUM)
-        self.deconv2 = SameConvTranspose(128, 64, stride=2)  # 14x14x64
-        self.bn2 = nn.BatchNorm2d(64, eps=BN_EPSILON, momentum=BN_MOMENTUM)
+        tasks.check_dcgan_architecture(batch_norm, output)
+        self.output = output
+        # A layer followed by batch norm needs no bias (BN's offset replaces it); without BN it gets one back.
+        bias = not batch_norm
+
+        def normalized(norm: type[nn.BatchNorm1d | nn.BatchNorm2d], channels: int) -> nn.Module:
+            return norm(channels, eps=BN_EPSILON, momentum=BN_MOMENTUM) if batch_norm else nn.Identity()
+
+        self.project = nn.Linear(noise_dim, 7 * 7 * 256, bias=bias)
+        self.bn0 = normalized(nn.BatchNorm1d, 7 * 7 * 256)
+        self.deconv1 = SameConvTranspose(256, 128, stride=1, bias=bias)  # 7x7x128
+        self.bn1 = normalized(nn.BatchNorm2d, 128)
+        self.deconv2 = SameConvTranspose(128, 64, stride=2, bias=bias)  # 14x14x64
+        self.bn2 = normalized(nn.BatchNorm2d, 64)
         self.deconv3 = SameConvTranspose(64, 1, stride=2)  # 28x28x1
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
@@ -99,11 +110,12 @@ class Generator(nn.Module):
         h = h.view(-1, 7, 7, 256).permute(0, 3, 1, 2)  # read the dense output channels last, as Keras does
         h = F.leaky_relu(self.bn1(self.deconv1(h)), LEAKY_SLOPE)
         h = F.leaky_relu(self.bn2(self.deconv2(h)), LEAKY_SLOPE)
-        return torch.tanh(self.deconv3(h))
+        y = self.deconv3(h)
+        return torch.tanh(y) if self.output == "tanh" else torch.sigmoid(y)
 
 
 class Discriminator(nn.Module):
-    """Images ``(N, 1, 28, 28)`` in [-1, 1] -> one logit per image ``(N, 1)`` (real > 0 > fake)."""
+    """Images ``(N, 1, 28, 28)`` in the generator's range -> one logit per image ``(N, 1)`` (real > 0 > fake)."""
 
     def __init__(self, dropout: float = DROPOUT) -> None:
         super().__init__()
@@ -124,18 +136,23 @@ class Discriminator(nn.Module):
         return self.logit(h.permute(0, 2, 3, 1).flatten(1))  # flatten channels last, as Keras does
 
 
-def make_generator(noise_dim: int = NOISE_DIM, seed: int | None = None) -> Generator:
-    """Noise ``(N, noise_dim)`` -> images ``(N, 1, 28, 28)`` in [-1, 1] (tanh), with Keras' initialisation.
+def make_generator(
+    noise_dim: int = NOISE_DIM, seed: int | None = None, batch_norm: bool = True, output: str = "tanh"
+) -> Generator:
+    """Noise ``(N, noise_dim)`` -> images ``(N, 1, 28, 28)`` in [-1, 1] (tanh) or [0, 1] (``output="sigmoid"``),
+    with Keras' initialisation.
 
-    ``seed`` makes the initial weights repeatable (it reseeds PyTorch's global generator first).
+    ``batch_norm=False`` leaves out the batch norm layers. ``seed`` makes the initial weights
+    repeatable (it reseeds PyTorch's global generator first).
     """
+    tasks.check_dcgan_architecture(batch_norm, output)
     if seed is not None:
         torch.manual_seed(seed)
-    return initialize(Generator(noise_dim))
+    return initialize(Generator(noise_dim, batch_norm=batch_norm, output=output))
 
 
 def make_discriminator(dropout: float = DROPOUT, seed: int | None = None) -> Discriminator:
-    """Images ``(N, 1, 28, 28)`` in [-1, 1] -> one logit per image ``(N, 1)``, with Keras' initialisation.
+    """Images ``(N, 1, 28, 28)`` in the generator's range -> one logit per image ``(N, 1)``, with Keras' initialisation.
 
     ``seed`` makes the initial weights and the dropout masks' stream repeatable.
     """
@@ -158,6 +175,8 @@ def gan_losses(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[to
 class DCGAN:
     """Generator, discriminator, one Adam optimiser each, and the train step.
 
+    ``batch_norm`` and ``output`` choose the generator (:func:`make_generator`); the data range follows
+    ``output``, and :meth:`generate` and :meth:`discriminate` take and give [0, 1] either way.
     The discriminator runs channels last, which its convolutions like on CPUs; the generator stays
     channels first because PyTorch's channels-last batch norm was several times slower there.
     ``jit_compile=True`` wraps both networks in ``torch.compile`` (``benchmarks/dcgan_speed.py``
@@ -172,16 +191,22 @@ class DCGAN:
         lr: float = 2e-4,
         beta1: float = 0.5,
         noise_dim: int = NOISE_DIM,
+        batch_norm: bool = True,
+        output: str = "tanh",
         dropout: float = DROPOUT,
         jit_compile: bool = False,
         device: str | None = None,
         seed: int | None = None,
     ) -> None:
         check_positive("lr", lr)
+        tasks.check_dcgan_architecture(batch_norm, output)
         self.noise_dim = int(noise_dim)
+        self.batch_norm, self.output = batch_norm, output
         self.device = runtime.device(device)
         self.jit_compile = bool(jit_compile)
-        self.generator = make_generator(noise_dim, seed=seed).to(self.device)
+        self.generator = make_generator(noise_dim, seed=seed, batch_norm=batch_norm, output=output).to(
+            self.device
+        )
         self.discriminator = make_discriminator(dropout, seed=None if seed is None else seed + 1).to(
             self.device
         )
@@ -241,12 +266,12 @@ class DCGAN:
             self.generator(torch.from_numpy(noise[i : i + batch_size]).to(self.device))[:, 0].cpu().numpy()
             for i in range(0, len(noise), batch_size)
         ]
-        return (np.concatenate(parts) + 1.0) / 2.0
+        return tasks.to_unit_range(np.concatenate(parts), self.output)
 
     @torch.no_grad()
     def discriminate(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
         """Logits ``(N,)`` for images ``(N, 28, 28)`` in [0, 1] (eval mode)."""
-        x = check_images(images, name="images", shape=(28, 28)) * 2.0 - 1.0
+        x = tasks.to_data_range(check_images(images, name="images", shape=(28, 28)), self.output)
         self.discriminator.eval()
         parts = [
             self.discriminator(
@@ -269,7 +294,10 @@ def saved_epoch(out_dir: str | os.PathLike) -> int:
 def load(out_dir: str | os.PathLike, device: str | None = None) -> DCGAN:
     """The trained DCGAN saved in ``out_dir`` by :func:`train` (latest checkpoint)."""
     config, folder = tasks.dcgan_run(out_dir, FRAMEWORK)
-    gan = DCGAN(lr=config["lr"], beta1=config["beta1"], noise_dim=config["noise_dim"], device=device)
+    architecture = tasks.dcgan_architecture(config)
+    gan = DCGAN(
+        lr=config["lr"], beta1=config["beta1"], noise_dim=config["noise_dim"], device=device, **architecture
+    )
     gan.trainer().load_state(folder, random_state=False)
     return gan
 
@@ -278,7 +306,16 @@ def train(images: np.ndarray, **settings: Unpack[tasks.DcganSettings]) -> tuple[
     """Train a DCGAN on digits in [0, 1] through the one loop; returns ``(gan, history)``.
     Settings, defaults and behaviour: :class:`companion.training.tasks.DcganConfig`."""
     s = tasks.dcgan_settings(settings)
-    x = tasks.check_dcgan_images(images)[:, None]
-    gan = s.gan or DCGAN(lr=s.lr, beta1=s.beta1, jit_compile=s.jit_compile, device=s.device, seed=s.seed)
+    x = tasks.check_dcgan_images(images, s.output)[:, None]
+    gan = s.gan or DCGAN(
+        lr=s.lr,
+        beta1=s.beta1,
+        batch_norm=s.batch_norm,
+        output=s.output,
+        jit_compile=s.jit_compile,
+        device=s.device,
+        seed=s.seed,
+    )
+    tasks.check_same_architecture(gan, s)
     history = tasks.train_dcgan(gan.trainer(), gan.generate, x, s)
     return gan, history

@@ -21,10 +21,13 @@ from companion.noise import add_gaussian_noise, sample_latent
 from companion.training import loop
 from companion.training.guards import discriminator_won, finite_losses
 from companion.training.run_folder import (
+    RUN_FILE,
     RunFolder,
     RunFolderError,
+    SettingsMismatch,
     checkpoint_folder,
     latest_epoch,
+    python_name,
     read_run_file,
 )
 from companion.validation import InputError, check_images, check_positive
@@ -510,6 +513,12 @@ def load_gan(
 DCGAN_NOISE_DIM = 100
 N_FIXED = 16  # fixed noise vectors behind the per-epoch grids and the GIF
 N_PROBE = 1000  # samples kept at every checkpoint, to measure quality against training steps
+# The generator's last activation and the range the data is rescaled to for it: real and generated
+# images must share one range (tanh: the tutorial's and the DCGAN paper's; sigmoid: the MLP GAN's).
+DCGAN_DATA_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
+DCGAN_OUTPUTS = tuple(DCGAN_DATA_RANGES)
+# The chapter's generator; run.json records only settings that differ from it.
+DCGAN_ARCHITECTURE = {"batch_norm": True, "output": "tanh"}
 
 
 class DcganSettings(TypedDict, total=False):
@@ -519,6 +528,8 @@ class DcganSettings(TypedDict, total=False):
     batch_size: int
     lr: float
     beta1: float
+    batch_norm: bool
+    output: str
     seed: int
     out_dir: str | os.PathLike | None
     checkpoint_every: int
@@ -542,12 +553,16 @@ class DcganConfig:
     ``probes`` samples for :func:`probe_samples`, 0 for none); calling again with the same ``out_dir``
     resumes and trains up to ``epochs``. The history holds per-epoch means of ``g_loss``, ``d_loss``,
     ``d_real`` = D(x) and ``d_fake`` = D(G(z)), and timings (``seconds``, ``train_seconds``, ``steps``).
+    ``batch_norm=False`` builds the generator without batch norm; ``output="sigmoid"`` ends it with a
+    sigmoid and trains on data in [0, 1] instead of tanh on [-1, 1] (:func:`check_dcgan_architecture`).
     """
 
     epochs: int
     batch_size: int = 256
     lr: float = 2e-4
     beta1: float = 0.5
+    batch_norm: bool = True
+    output: str = "tanh"
     seed: int = 0
     out_dir: str | os.PathLike | None = None
     checkpoint_every: int = 5
@@ -563,6 +578,7 @@ class DcganConfig:
         check_positive("epochs", self.epochs, integer=True)
         check_positive("lr", self.lr)
         check_beta1(self.beta1)
+        check_dcgan_architecture(self.batch_norm, self.output)
         loop.check_seed(self.seed)
         _check_flag("jit_compile", self.jit_compile)
 
@@ -572,8 +588,46 @@ def dcgan_settings(settings: Mapping[str, Any]) -> DcganConfig:
     return _settings(DcganConfig, settings, "dcgan.train")
 
 
-def check_dcgan_images(images: np.ndarray) -> np.ndarray:
-    """Images ``(N, 28, 28)``, ``(N, 28, 28, 1)`` or ``(N, 1, 28, 28)`` in [0, 1] -> ``(N, 28, 28)`` in [-1, 1]."""
+def check_dcgan_architecture(batch_norm: bool, output: str) -> None:
+    """The generator's options: ``batch_norm`` True or False, ``output`` one of :data:`DCGAN_OUTPUTS`."""
+    _check_flag("batch_norm", batch_norm)
+    if not isinstance(output, str) or output not in DCGAN_OUTPUTS:
+        raise InputError(
+            f"output must be one of {DCGAN_OUTPUTS} (the generator's last activation), got {output!r}"
+        )
+
+
+def dcgan_architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``batch_norm`` and ``output`` of a run's settings (``run.json`` leaves out the defaults)."""
+    return {key: config.get(key, default) for key, default in DCGAN_ARCHITECTURE.items()}
+
+
+def check_same_architecture(gan: Any, s: DcganConfig) -> None:
+    """A ``gan=`` given to ``dcgan.train`` must be built as the settings say: they pick the data range
+    and go into ``run.json``."""
+    for key in DCGAN_ARCHITECTURE:
+        if getattr(gan, key) != getattr(s, key):
+            raise InputError(
+                f"gan= was built with {key}={getattr(gan, key)!r} but the settings say {key}={getattr(s, key)!r}; "
+                "pass the same value to both"
+            )
+
+
+def to_data_range(images: np.ndarray, output: str) -> np.ndarray:
+    """Images in [0, 1] -> the range the generator's ``output`` draws ([-1, 1] for tanh, [0, 1] for sigmoid)."""
+    low, high = DCGAN_DATA_RANGES[output]
+    return images * (high - low) + low
+
+
+def to_unit_range(images: np.ndarray, output: str) -> np.ndarray:
+    """The inverse of :func:`to_data_range`: images in the ``output`` activation's range -> [0, 1]."""
+    low, high = DCGAN_DATA_RANGES[output]
+    return (images - low) / (high - low)
+
+
+def check_dcgan_images(images: np.ndarray, output: str = "tanh") -> np.ndarray:
+    """Images ``(N, 28, 28)``, ``(N, 28, 28, 1)`` or ``(N, 1, 28, 28)`` in [0, 1] -> ``(N, 28, 28)`` in the
+    range a generator with this ``output`` draws: [-1, 1] for tanh, [0, 1] for sigmoid."""
     x = np.asarray(images)
     if x.ndim == 4 and 1 in (x.shape[1], x.shape[3]) and x.size == len(x) * 784:
         x = x.reshape(len(x), 28, 28)
@@ -582,7 +636,7 @@ def check_dcgan_images(images: np.ndarray) -> np.ndarray:
             f"images has shape {x.shape}; the DCGAN takes 28x28 digits: (N, 28, 28), (N, 28, 28, 1) or "
             "(N, 1, 28, 28); load_mnist(layout='hw') gives the first"
         )
-    return check_images(x, name="images") * 2.0 - 1.0
+    return to_data_range(check_images(x, name="images"), output)
 
 
 class FrameKeeper(loop.Monitor):
@@ -632,9 +686,11 @@ def dcgan_plan(x: np.ndarray, batch_size: int, steps_per_epoch: int | None) -> l
 def train_dcgan(
     trainer: loop.Trainer, generate: Callable[[np.ndarray], np.ndarray], x: np.ndarray, s: DcganConfig
 ) -> History:
-    """Train a DCGAN (``trainer`` holds G, D and the step) on images in the framework's layout, in [-1, 1]."""
+    """Train a DCGAN (``trainer`` holds G, D and the step) on images in the framework's layout, in the
+    range of the generator's output (:func:`check_dcgan_images`)."""
     if s.probes != 0:
         check_positive("probes", s.probes, integer=True)
+    _check_folder_architecture(s, trainer.framework)
     config = {
         "model": "dcgan",
         "framework": trainer.framework,
@@ -645,6 +701,8 @@ def train_dcgan(
         "seed": int(s.seed),
         "steps_per_epoch": s.steps_per_epoch,
         "n_train": len(x),
+        # Only a generator other than the chapter's is recorded, so earlier run folders still match.
+        **{key: getattr(s, key) for key, default in DCGAN_ARCHITECTURE.items() if getattr(s, key) != default},
     }
     return _run(
         trainer,
@@ -659,6 +717,18 @@ def train_dcgan(
         monitor=FrameKeeper(generate, s.seed, s.probes),
         guards=(finite_losses, discriminator_won()),
     )
+
+
+def _check_folder_architecture(s: DcganConfig, framework: str) -> None:
+    """Refuse to resume a run of another generator, naming the saved value (a default is not in ``run.json``)."""
+    if s.out_dir is None or s.overwrite or not (Path(s.out_dir) / RUN_FILE).is_file():
+        return
+    saved = read_run_file(s.out_dir)
+    if saved.get("model") != "dcgan" or saved.get("framework") != framework:
+        return  # the run folder reports these itself
+    for key, value in dcgan_architecture(saved).items():
+        if value != getattr(s, key):
+            raise SettingsMismatch(Path(s.out_dir), key, value, getattr(s, key), python_name)
 
 
 def dcgan_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, Path]:
