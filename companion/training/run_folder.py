@@ -253,6 +253,19 @@ def epoch_name(epoch: int) -> str:
     return f"epoch_{epoch:04d}"
 
 
+def saved_run(
+    out_dir: str | os.PathLike, framework: str, models: tuple[str, ...], what: str
+) -> tuple[dict, Path]:
+    """``(run.json settings, latest checkpoint folder)`` of a run of one of ``models`` trained in
+    ``framework``; ``what`` names the model family in the error."""
+    config = read_run_file(out_dir)
+    if config.get("model") not in models or config.get("framework") != framework:
+        raise RunFolderError(
+            f"{out_dir} holds a {config.get('framework')} {config.get('model')!r} run, not a {framework} {what}"
+        )
+    return config, checkpoint_folder(out_dir)
+
+
 def read_run_file(path: str | os.PathLike) -> dict:
     """``run.json`` of a run folder, or a :class:`RunFolderError` naming what is wrong with it."""
     run_file = Path(path) / RUN_FILE

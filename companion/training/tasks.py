@@ -29,6 +29,7 @@ from companion.training.run_folder import (
     latest_epoch,
     python_name,
     read_run_file,
+    saved_run,
 )
 from companion.validation import InputError, check_images, check_positive
 
@@ -50,7 +51,7 @@ def _check_flag(name: str, value: object) -> bool:
     return value
 
 
-def _run(
+def fit_in_run_folder(
     trainer: loop.Trainer, plan: loop.Plan, config: dict, *, out_dir, overwrite, **fit_args: Any
 ) -> History:
     run = _open(out_dir, config, _check_flag("overwrite", overwrite))
@@ -191,7 +192,7 @@ def fit_autoencoder(
     monitor = None
     if x_val is not None:
         monitor = _Validation(side, x_val, corrupt(x_val, noise, loop.epoch_rng(seed, 0, 1)))
-    return _run(
+    return fit_in_run_folder(
         side.trainer(learning_rate, device),
         plan,
         config,
@@ -207,12 +208,7 @@ def fit_autoencoder(
 
 def autoencoder_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, Path]:
     """``(run.json settings, latest checkpoint folder)`` of an autoencoder run of ``framework``."""
-    config = read_run_file(out_dir)
-    if config.get("model") not in ("autoencoder", "denoising") or config.get("framework") != framework:
-        raise RunFolderError(
-            f"{out_dir} holds a {config.get('framework')} {config.get('model')!r} run, not a {framework} autoencoder"
-        )
-    return config, checkpoint_folder(out_dir)
+    return saved_run(out_dir, framework, ("autoencoder", "denoising"), "autoencoder")
 
 
 # ====================================================================== the MLP GAN (Training GANs on MNIST)
@@ -462,7 +458,7 @@ def train_gan(
         "seed": seed,
         "n_train": len(x),
     }
-    history = _run(
+    history = fit_in_run_folder(
         trainer,
         gan_plan(x, batch_size, noise_dim),
         config,
@@ -480,12 +476,7 @@ def train_gan(
 
 def gan_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, Path]:
     """``(run.json settings, latest checkpoint folder)`` of an MLP GAN run of ``framework``."""
-    config = read_run_file(out_dir)
-    if config.get("model") != "mlp-gan" or config.get("framework") != framework:
-        raise RunFolderError(
-            f"{out_dir} holds a {config.get('framework')} {config.get('model')!r} run, not a {framework} MLP GAN"
-        )
-    return config, checkpoint_folder(out_dir)
+    return saved_run(out_dir, framework, ("mlp-gan",), "MLP GAN")
 
 
 def load_gan(
@@ -704,7 +695,7 @@ def train_dcgan(
         # Only a generator other than the chapter's is recorded, so earlier run folders still match.
         **{key: getattr(s, key) for key, default in DCGAN_ARCHITECTURE.items() if getattr(s, key) != default},
     }
-    return _run(
+    return fit_in_run_folder(
         trainer,
         dcgan_plan(x, s.batch_size, s.steps_per_epoch),
         config,

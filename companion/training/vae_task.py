@@ -8,7 +8,6 @@ randomness is drawn here from NumPy streams, so both frameworks see the same num
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from typing import TypedDict
 import numpy as np
 
 from companion.theory import vae as theory
-from companion.training import loop
-from companion.training.run_folder import RunFolder, RunFolderError, checkpoint_folder, read_run_file
+from companion.training import loop, tasks
+from companion.training.run_folder import saved_run
 from companion.validation import InputError, check_images, check_positive
 
 History = loop.History
@@ -254,35 +253,23 @@ def fit_vae(
     onehot = one_hot(y_train, side.n_classes)
     arrays = {"images": x_train} if onehot is None else {"images": x_train, "onehot": onehot}
     plan = loop.Plan(arrays, batch_size, inputs=inputs)
-    if not isinstance(overwrite, bool):
-        raise InputError(f"overwrite must be True or False, got {overwrite!r}")
-    if out_dir is None and overwrite:
-        raise InputError("overwrite=True needs out_dir, the run folder to start again in")
-    trainer = side.trainer(learning_rate, device)
-    with contextlib.ExitStack() as stack:
-        run = (
-            None if out_dir is None else stack.enter_context(RunFolder(out_dir, config, overwrite=overwrite))
-        )
-        return loop.fit(
-            trainer,
-            plan,
-            epochs=epochs,
-            seed=seed,
-            run=run,
-            checkpoint_every=checkpoint_every,
-            log_every=log_every,
-            monitor=schedule,
-        )
+    return tasks.fit_in_run_folder(
+        side.trainer(learning_rate, device),
+        plan,
+        config,
+        out_dir=out_dir,
+        overwrite=overwrite,
+        epochs=epochs,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
+        monitor=schedule,
+    )
 
 
 def vae_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, Path]:
     """``(run.json settings, latest checkpoint folder)`` of a VAE or conditional VAE run of ``framework``."""
-    config = read_run_file(out_dir)
-    if config.get("model") not in ("vae", "cvae") or config.get("framework") != framework:
-        raise RunFolderError(
-            f"{out_dir} holds a {config.get('framework')} {config.get('model')!r} run, not a {framework} VAE"
-        )
-    return config, checkpoint_folder(out_dir)
+    return saved_run(out_dir, framework, ("vae", "cvae"), "VAE")
 
 
 # ---------------------------------------------------------------------- evaluation
