@@ -29,6 +29,7 @@ import numpy as np
 
 import companion
 from companion.evaluation import metrics
+from companion.settings import set_threads
 
 SEED = 0
 N_VAL = 500
@@ -69,20 +70,6 @@ def framework(name: str):
     else:
         from companion.torch import autoencoders
     return autoencoders
-
-
-def set_threads(threads: int, frameworks: list[str]) -> None:
-    """Use ``threads`` CPU threads in each framework; must run before any training."""
-    if "tensorflow" in frameworks:
-        import companion.tensorflow
-
-        tf = companion.settings.import_tensorflow_quietly()  # already loaded: returns the module
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    if "torch" in frameworks:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def run(name: str, recipe: Recipe, data: dict[str, np.ndarray]) -> dict[str, float]:

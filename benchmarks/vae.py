@@ -41,24 +41,11 @@ import companion
 from companion import recipes
 from companion.density import PcaGaussianMixture
 from companion.evaluation import classifier, metrics
+from companion.settings import set_threads
 
 SEED = 0
 N_VAL = 500
 IWAE_K = 100
-
-
-def set_threads(threads: int, frameworks: list[str]) -> None:
-    """Use ``threads`` CPU threads in each framework; must run before any training."""
-    if "tensorflow" in frameworks:
-        import companion.tensorflow  # Keras on TensorFlow, quiet start-up
-
-        tf = companion.settings.import_tensorflow_quietly()  # already loaded: returns the module
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    if "torch" in frameworks:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def load_data(args: argparse.Namespace) -> dict[str, Any]:

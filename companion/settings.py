@@ -160,3 +160,18 @@ def seed_everything(seed: int, frameworks: Sequence[str] = ("tensorflow", "torch
         import torch
 
         torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def set_threads(threads: int, frameworks: Sequence[str] = ("tensorflow", "torch")) -> None:
+    """Use ``threads`` CPU threads in each of the given frameworks; call it before any training
+    (TensorFlow refuses a change once it has run an operation)."""
+    if "tensorflow" in frameworks:
+        import companion.tensorflow  # noqa: F401  (Keras on TensorFlow, quiet start-up)
+
+        tf = import_tensorflow_quietly()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if "torch" in frameworks:
+        import torch
+
+        torch.set_num_threads(threads)
