@@ -5,11 +5,14 @@
     python -m companion sample mlp-gan --framework torch --checkpoint runs/gan --n 64 --out digits.npy
     python -m companion evaluate denoising --framework torch --checkpoint runs/dae
     python -m companion sample cvae --framework torch --checkpoint runs/cvae --label 3 --n 16 --out threes.npy
+    python -m companion train pix2pix --framework tensorflow --data subset --out runs/pix2pix
+    python -m companion sample cgan --framework torch --checkpoint runs/cgan --label 7 --n 64 --out sevens.npy
 
 ``train`` writes a run folder (settings, checkpoints, ``history.json``; GANs also frames and a GIF) and
 ends with ``seconds/step: X.XXX``; running it again resumes from the last checkpoint. Defaults come
 from the chapter's recipe (:mod:`companion.recipes`). ``sample`` writes an ``(N, 28, 28)`` float32
-array in [0, 1]; ``evaluate`` prints the model's scores on the held-out digits.
+array in [0, 1] (pix2pix and srgan: their outputs for the first N held-out digits); ``evaluate``
+prints the model's scores on the held-out digits.
 
 A mistake in the command line, the data or the run folder ends with one line on stderr and exit
 status 1 (2 for a bad flag); anything else is a bug and prints its traceback. Only the framework
@@ -69,10 +72,26 @@ MODELS = {
         "vae", recipes.VAE_RECIPE, "the VAE chapter's variational autoencoder (--kind, --latent-size, --beta)"
     ),
     "cvae": ModelSpec("vae", recipes.CVAE_RECIPE, "the VAE chapter's conditional VAE (sample --label K)"),
+    "cgan": ModelSpec(
+        "cgan", recipes.CGAN_RECIPE, "the Conditional GANs chapter's label-conditioned GAN (sample --label K)"
+    ),
+    "pix2pix": ModelSpec(
+        "pix2pix",
+        recipes.PIX2PIX_RECIPE,
+        "pix2pix, completing digits whose lower half is hidden (--task, --l1-only)",
+    ),
+    "srgan": ModelSpec(
+        "srgan",
+        recipes.SRGAN_RECIPE,
+        "the 7x7 -> 28x28 upscaler trained as a GAN (--factor, --adversarial-weight)",
+    ),
 }
 AUTOENCODERS = ("autoencoder", "denoising")
 VAES = ("vae", "cvae")
-N_DIGITS = 10  # the conditional VAE's labels
+LABELLED = ("cvae", "cgan")  # models that write a requested digit (sample --label)
+TRANSLATORS = ("pix2pix", "srgan")  # models that map a held-out digit's input to the digit
+ADAM_GANS = ("dcgan", "cgan", "pix2pix", "srgan")  # take --beta1 and --steps-per-epoch
+N_DIGITS = 10  # the conditional models' labels
 KNOWN_ERRORS = (RunFolderError, TrainingFailed, MnistDataError, InputError)
 
 
@@ -115,6 +134,7 @@ def flag_name(key: str) -> str:
         "learning_rate": "lr",
         "n_train": "limit (or --dry-run)",
         "steps_per_epoch": "steps-per-epoch (or --dry-run)",
+        "adversarial": "l1-only (its opposite)",
     }
     return "--" + names.get(key, key.replace("_", "-"))
 
@@ -162,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--batch-size", type=positive_int, help="images per step (default: the recipe's)")
     train.add_argument("--lr", type=positive_float, help="Adam learning rate (default: the recipe's)")
-    train.add_argument("--beta1", type=beta, help="dcgan: Adam beta_1 (default: the recipe's)")
+    train.add_argument(
+        "--beta1", type=beta, help="dcgan, cgan, pix2pix, srgan: Adam beta_1 (default: the recipe's)"
+    )
     train.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of noise and shuffling (default: 0)"
     )
@@ -194,8 +216,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         help="vae, cvae: epochs over which the KL weight rises linearly to --beta (default: 0, none)",
     )
+    train.add_argument(
+        "--task",
+        choices=("lower_half", "outline"),
+        help=f"pix2pix: the input made from each digit (default: {recipes.PIX2PIX_TASK}, the digit with rows 14-27 "
+        "blanked; outline: its stroke outline)",
+    )
+    train.add_argument(
+        "--l1-only",
+        action="store_true",
+        help="pix2pix: the L1-only baseline (the same U-Net, no discriminator)",
+    )
+    train.add_argument(
+        "--factor",
+        type=int,
+        choices=(2, 4),
+        help=f"srgan: upscaling factor, 14x14 or 7x7 -> 28x28 (default: {recipes.SRGAN_FACTOR})",
+    )
+    train.add_argument(
+        "--adversarial-weight",
+        type=non_negative_float,
+        help="srgan: weight of the GAN loss beside the MSE (default: 0.01; 0: the MSE-only CNN)",
+    )
     train.add_argument("--limit", type=positive_int, help="use only the first N training images")
-    train.add_argument("--steps-per-epoch", type=positive_int, help="dcgan: cap the steps of each epoch")
+    train.add_argument(
+        "--steps-per-epoch",
+        type=positive_int,
+        help="dcgan, cgan, pix2pix, srgan: cap the steps of each epoch",
+    )
     train.add_argument(
         "--checkpoint-every",
         type=positive_int,
@@ -228,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write samples of a trained model to a .npy file",
         description="Load the latest checkpoint of a run folder and write N samples, (N, 28, 28) float32 in [0, 1]. "
         "Autoencoders decode codes drawn from a Gaussian fitted to the codes of the training images; VAEs decode "
-        "z ~ N(0, I).",
+        "z ~ N(0, I); cvae and cgan write the digit --label (default: 0-9 in turn); pix2pix and srgan write their "
+        "outputs for the first N held-out digits, the inputs made as in training.",
     )
     common(sample)
     sample.add_argument(
@@ -247,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--label",
         type=int,
         metavar="K",
-        help="cvae: the digit 0-9 to write (default: the digits 0-9 in turn)",
+        help="cvae, cgan: the digit 0-9 to write (default: the digits 0-9 in turn)",
     )
 
     evaluate = verbs.add_parser(
@@ -255,8 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a trained model on the held-out digits",
         description="Autoencoders: test MSE and PSNR (denoisers: of the noisy input and of the output). GANs: "
         "Frechet distance to the test digits in the digit classifier's features, the share of samples it "
-        "reads with confidence >= 0.9, and the rarest and commonest digit among the samples. VAEs: the test "
-        "ELBO and IWAE bound in nats, then the GANs' sample scores (cvae: also the share read as the digit asked for).",
+        "reads with confidence >= 0.9, and the rarest and commonest digit among the samples (cgan: also the share "
+        "read as the digit asked for). VAEs: the test ELBO and IWAE bound in nats, then the GANs' sample scores "
+        "(cvae: also the share read as the digit asked for). pix2pix and srgan: their outputs for the held-out "
+        "digits against the true digits (L1 or PSNR, Frechet distance, share read as the true digit, grey share).",
     )
     common(evaluate)
     evaluate.add_argument(
@@ -300,7 +351,7 @@ def _framework_module(framework: str, module: str) -> ModuleType:
 def _layout(framework: str, model: str, kind: str | None) -> str:
     if model in (*AUTOENCODERS, *VAES) and kind == "conv":
         return "nhwc" if framework == "tensorflow" else "nchw"
-    return "hw" if model == "dcgan" else "flat"
+    return "hw" if model in ADAM_GANS else "flat"
 
 
 def _check_folder(folder: Path, args: argparse.Namespace) -> dict:
@@ -367,6 +418,22 @@ def _train(args: argparse.Namespace) -> None:
     warmup_epochs = args.warmup_epochs or 0
     if args.model != "denoising" and args.noise is not None:
         raise CliError("--noise is for denoising only")
+    for flag, value, owner in (
+        ("--task", args.task, "pix2pix"),
+        ("--l1-only", args.l1_only or None, "pix2pix"),
+        ("--factor", args.factor, "srgan"),
+        ("--adversarial-weight", args.adversarial_weight, "srgan"),
+    ):
+        if value is not None and args.model != owner:
+            raise CliError(f"{flag} is for {owner} only")
+    if args.beta1 is not None and args.model not in ADAM_GANS:
+        raise CliError(f"--beta1 is for {', '.join(ADAM_GANS)} only")
+    translation = {
+        "task": args.task or recipes.PIX2PIX_TASK,
+        "adversarial": not args.l1_only,
+        "factor": args.factor or recipes.SRGAN_FACTOR,
+        "adversarial_weight": 0.01 if args.adversarial_weight is None else args.adversarial_weight,
+    }
     noise = (
         (recipes.DENOISING_SIGMA if args.noise is None else args.noise) if args.model == "denoising" else None
     )
@@ -382,7 +449,7 @@ def _train(args: argparse.Namespace) -> None:
     if (args.out / "run.json").exists() and not args.overwrite:
         vae = {"latent_size": latent_size, "beta": vae_beta, "warmup_epochs": warmup_epochs}
         _check_resume(
-            args, batch_size, lr, beta1, kind, code_size, noise, vae
+            args, batch_size, lr, beta1, kind, code_size, noise, vae, translation
         )  # before any data or framework is loaded
     x, y = _load_digits(args, "train", _layout(args.framework, args.model, kind), limit)
     if batch_size > len(x):
@@ -426,9 +493,13 @@ def _train(args: argparse.Namespace) -> None:
             warmup_epochs=warmup_epochs,
             **common,
         )
+    elif args.model in ("cgan", *TRANSLATORS):
+        history = _train_conditional(
+            args, module, x, y, translation, epochs, batch_size, lr, beta1, steps_per_epoch, common
+        )
     elif args.model == "mlp-gan":
         if args.steps_per_epoch and not args.dry_run:
-            raise CliError("--steps-per-epoch is for dcgan only")
+            raise CliError(f"--steps-per-epoch is for {', '.join(ADAM_GANS)} only")
         history = module.train_gan(
             x, epochs=epochs, batch_size=batch_size, learning_rate=lr, **common
         ).history
@@ -449,6 +520,42 @@ def _train(args: argparse.Namespace) -> None:
     print(f"seconds/step: {seconds_per_step(history, first=before if before < epochs_done else 0):.3f}")
 
 
+def _train_conditional(
+    args: argparse.Namespace,
+    module: ModuleType,
+    x: np.ndarray,
+    y: np.ndarray,
+    translation: dict[str, Any],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    beta1: float,
+    steps_per_epoch: int | None,
+    common: dict[str, Any],
+) -> dict:
+    """The Conditional GANs chapter's models: the pairs are made here from the training digits."""
+    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1, steps_per_epoch=steps_per_epoch)
+    if args.model == "cgan":
+        return module.train(x, y, **settings, **common)[1]
+    inputs, targets = _translation_pairs(args.model, x, translation)
+    if args.model == "pix2pix":
+        extra = {"adversarial": translation["adversarial"], "task": translation["task"]}
+    else:
+        extra = {"factor": translation["factor"], "adversarial_weight": translation["adversarial_weight"]}
+    return module.train(inputs, targets, **settings, **extra, **common)[1]
+
+
+def _translation_pairs(model: str, x: np.ndarray, settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) of pix2pix (its task) or srgan (digits shrunk by its factor) from digits ``x``."""
+    if model == "pix2pix":
+        from companion.image_pairs import make_pairs
+
+        return make_pairs(x, settings.get("task", recipes.PIX2PIX_TASK))
+    from companion.resampling import downsample
+
+    return downsample(x, settings["factor"]), x
+
+
 def _saved_epoch(folder: Path) -> int:
     from companion.training.run_folder import latest_epoch
 
@@ -464,6 +571,7 @@ def _check_resume(
     code_size: int,
     noise,
     vae: dict[str, Any],
+    translation: dict[str, Any],
 ) -> None:
     """Compare the flags with the run already in --out, with messages in flags, before anything is loaded."""
     saved = read_run_file(args.out)
@@ -477,6 +585,10 @@ def _check_resume(
         given.update(learning_rate=lr)
     else:
         given.update(lr=lr, beta1=beta1)
+    if args.model == "pix2pix":
+        given.update(task=translation["task"], adversarial=translation["adversarial"])
+    if args.model == "srgan":
+        given.update(factor=translation["factor"], adversarial_weight=translation["adversarial_weight"])
     shared = {key: value for key, value in given.items() if key in saved or key in ("model", "framework")}
     check_settings(args.out, {k: saved.get(k) for k in shared}, shared, flag_name)
 
@@ -506,7 +618,9 @@ def _draw(args: argparse.Namespace, config: dict, module, model, n: int, seed: i
         z = sample_latent(n, config["noise_dim"], seed=seed)
         return module.generate(model.generator, z).reshape(n, 28, 28)
     if args.model in VAES:
-        return module.sample(model, n, _cvae_labels(args, n), seed).reshape(n, 28, 28)
+        return module.sample(model, n, _requested_labels(args, n), seed).reshape(n, 28, 28)
+    if args.model == "cgan":
+        return module.sample(model, n, _requested_labels(args, n), seed)
     # Autoencoders: a Gaussian fitted to the codes of the training images, then the decoder.
     layout = _layout(args.framework, args.model, config["kind"])
     codes = module.encode(model, _load_images(args, "train", layout, config.get("n_train")))
@@ -515,9 +629,22 @@ def _draw(args: argparse.Namespace, config: dict, module, model, n: int, seed: i
     return module.decode(model, z).reshape(n, 28, 28)
 
 
-def _cvae_labels(args: argparse.Namespace, n: int) -> np.ndarray | None:
-    """The digits a cvae writes: ``--label`` for all, else 0-9 in turn (chunks of whole tens keep the cycle)."""
-    if getattr(args, "model", None) != "cvae":
+def _translate(
+    args: argparse.Namespace, config: dict, module, model, n: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(outputs, true digits, labels)`` of pix2pix or srgan for the first ``n`` held-out digits (None: all)."""
+    x, y = _load_digits(args, "test", "hw", n)
+    if n is not None and len(x) < n:
+        raise CliError(f"--n {n:,} exceeds the {len(x):,} held-out digits; ask for at most {len(x):,}")
+    inputs, _ = _translation_pairs(args.model, x, config)
+    if args.model == "pix2pix":
+        return module.translate(model.generator, inputs), x, y
+    return module.upscale(model.generator, inputs), x, y
+
+
+def _requested_labels(args: argparse.Namespace, n: int) -> np.ndarray | None:
+    """The digits a cvae or cgan writes: ``--label`` for all, else 0-9 in turn (chunks of whole tens keep the cycle)."""
+    if getattr(args, "model", None) not in LABELLED:
         return None
     label = getattr(args, "label", None)
     return np.full(n, label, np.int64) if label is not None else np.arange(n, dtype=np.int64) % N_DIGITS
@@ -526,8 +653,8 @@ def _cvae_labels(args: argparse.Namespace, n: int) -> np.ndarray | None:
 def _sample(args: argparse.Namespace) -> None:
     from companion.training.atomic_files import atomic_path
 
-    if args.label is not None and args.model != "cvae":
-        raise CliError("--label is for cvae only")
+    if args.label is not None and args.model not in LABELLED:
+        raise CliError(f"--label is for {' and '.join(LABELLED)} only")
     if args.label is not None and not 0 <= args.label < N_DIGITS:
         raise CliError(f"--label must be a digit from 0 to 9, got {args.label}")
     if args.out.suffix != ".npy":
@@ -546,14 +673,18 @@ def _sample(args: argparse.Namespace) -> None:
         )
     config = _check_folder(args.checkpoint, args)
     module, model = _load_model(args, config)
+    translated = _translate(args, config, module, model, args.n)[0] if args.model in TRANSLATORS else None
     chunk = 10_000
     with atomic_path(args.out, suffix=".npy") as tmp:  # written in chunks: memory stays small for any --n
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(args.n, 28, 28))
         for start in range(0, args.n, chunk):
             n = min(chunk, args.n - start)
-            out[start : start + n] = np.clip(
-                _draw(args, config, module, model, n, args.seed + start), 0.0, 1.0
+            drawn = (
+                translated[start : start + n]
+                if translated is not None
+                else _draw(args, config, module, model, n, args.seed + start)
             )
+            out[start : start + n] = np.clip(drawn, 0.0, 1.0)
         out.flush()
         del out
     print(f"wrote {args.n} samples (28, 28) in [0, 1] to {args.out}")
@@ -585,6 +716,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.model in VAES:
         _evaluate_vae(args, config, module, model)
         return
+    if args.model in TRANSLATORS:
+        _evaluate_translation(args, config, module, model)
+        return
     from companion.evaluation.classifier import load_classifier
 
     judge = load_classifier(source=args.data, verbose=False)
@@ -600,6 +734,31 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(
         f"rarest digit: {int(coverage.argmin())} ({coverage.min():.1%}); commonest: {int(coverage.argmax())} ({coverage.max():.1%})"
     )
+    requested = _requested_labels(args, args.n)
+    if requested is not None:
+        print(f"read as the digit asked for: {np.mean(judge.predict(samples) == requested):.1%}")
+
+
+def _evaluate_translation(args: argparse.Namespace, config: dict, module, model) -> None:
+    """pix2pix and srgan on every held-out digit: pixel error, Frechet distance, label kept, grey share."""
+    from companion.evaluation.classifier import load_classifier
+    from companion.training import pix2pix_task, srgan_task
+
+    outputs, x, y = _translate(args, config, module, model, None)
+    judge = load_classifier(source=args.data, verbose=False)
+    print(f"test digits: {len(x)}")
+    if args.model == "pix2pix":
+        scores = pix2pix_task.translation_scores(outputs, x, y, judge)
+        print(f"task: {config.get('task', recipes.PIX2PIX_TASK)}")
+        print(f"L1 to the true digits: {scores['l1']:.4f}")
+    else:
+        scores = srgan_task.resolution_scores(outputs, x, y, judge)
+        scores["label_match"] = scores["accuracy"]
+        print(f"factor: {config['factor']} ({28 // config['factor']}x{28 // config['factor']} -> 28x28)")
+        print(f"PSNR: {scores['psnr']:.2f} dB")
+    print(f"Frechet distance to the true digits: {scores['fd']:.2f}")
+    print(f"read as the true digit: {scores['label_match']:.1%}")
+    print(f"grey share of the inked pixels: {scores['grey_share']:.2f}")
 
 
 def _evaluate_vae(args: argparse.Namespace, config: dict, module, model) -> None:
@@ -630,7 +789,7 @@ def _evaluate_vae(args: argparse.Namespace, config: dict, module, model) -> None
     print(
         f"rarest digit: {int(coverage.argmin())} ({coverage.min():.1%}); commonest: {int(coverage.argmax())} ({coverage.max():.1%})"
     )
-    requested = _cvae_labels(args, args.n)
+    requested = _requested_labels(args, args.n)
     if requested is not None:
         print(f"read as the digit asked for: {np.mean(judge.predict(samples) == requested):.1%}")
 

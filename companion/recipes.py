@@ -65,3 +65,11 @@ DENOISING_SIGMA = 0.55
 VAE_RECIPE = Recipe("VAE chapter", batch_size=128, lr=1e-3, beta1=0.9, epochs=100, drop_last=False)
 CVAE_RECIPE = Recipe("conditional VAE", batch_size=128, lr=1e-3, beta1=0.9, epochs=100, drop_last=False)
 VAE_LATENT_SIZE = 16
+# "Conditional GANs": the conditional GAN (and its unconditional twin), pix2pix on digits with the lower
+# half hidden, and the 7x7 -> 28x28 upscaler; all Adam 2e-4 / 0.5 with batches of 64 (the DCGAN paper's).
+# Budgets: about 2,500, 900 and 1,200 steps on the subset, each run one to two minutes on two CPU cores.
+CGAN_RECIPE = Recipe("conditional GAN chapter", batch_size=64, lr=2e-4, beta1=0.5, epochs=40)
+PIX2PIX_RECIPE = Recipe("pix2pix chapter", batch_size=64, lr=2e-4, beta1=0.5, epochs=15)
+PIX2PIX_TASK = "lower_half"  # companion.image_pairs: the digit with rows 14-27 blanked -> the digit
+SRGAN_RECIPE = Recipe("super-resolution chapter", batch_size=64, lr=2e-4, beta1=0.5, epochs=20)
+SRGAN_FACTOR = 4  # 7x7 -> 28x28

@@ -32,6 +32,10 @@ SIGNATURE_EXCEPTIONS = {
         "autoencoders",
         "Autoencoder",
     ): "PyTorch cannot infer the input shape (example_shape); Keras reads it from the encoder",
+    (
+        "blog_gans",
+        "conv_gan_round",
+    ): "Keras trains through the compiled combined model, PyTorch through (g_optimizer, d_optimizer)",
 }
 # Public names that exist on one side only, each with the reason.
 ONE_SIDED = {
@@ -43,6 +47,15 @@ ONE_SIDED = {
     ("gan", "train_gan_keras_idiom"): "the Keras 2 combined-model idiom",
     ("gan", "Generator"): "PyTorch needs module classes; Keras builds Sequential models",
     ("gan", "Discriminator"): "PyTorch needs module classes",
+    ("gan", "torch_eval_mode"): "Keras' training=False, spelled out for PyTorch modules",
+    ("blog_gans", "ConvGenerator"): "PyTorch needs module classes",
+    ("blog_gans", "ConvDiscriminator"): "PyTorch needs module classes",
+    ("cgan", "CganGenerator"): "PyTorch needs module classes; Keras builds functional models",
+    ("cgan", "CganDiscriminator"): "PyTorch needs module classes; Keras builds functional models",
+    ("pix2pix", "UNet"): "PyTorch needs module classes; Keras builds functional models",
+    ("pix2pix", "PatchDiscriminator"): "PyTorch needs module classes; Keras builds functional models",
+    ("srgan", "SrGenerator"): "PyTorch needs module classes; Keras builds functional models",
+    ("srgan", "SrDiscriminator"): "PyTorch needs module classes; Keras builds Sequential models",
     ("dcgan", "Generator"): "PyTorch needs module classes",
     ("dcgan", "Discriminator"): "PyTorch needs module classes",
     ("dcgan", "SameConv"): "Keras' padding='same' spelled out for PyTorch",
@@ -159,13 +172,21 @@ def test_import_companion_imports_no_framework_and_sides_never_import_each_other
 def _architectures():
     from companion.tensorflow import autoencoders as tfa
     from companion.tensorflow import basics as tfb
+    from companion.tensorflow import blog_gans as tfbg
+    from companion.tensorflow import cgan as tfc
     from companion.tensorflow import dcgan as tfd
     from companion.tensorflow import gan as tfg
+    from companion.tensorflow import pix2pix as tfp
+    from companion.tensorflow import srgan as tfsr
     from companion.tensorflow import vae as tfv
     from companion.torch import autoencoders as pta
     from companion.torch import basics as ptb
+    from companion.torch import blog_gans as ptbg
+    from companion.torch import cgan as ptc
     from companion.torch import dcgan as ptd
     from companion.torch import gan as ptg
+    from companion.torch import pix2pix as ptp
+    from companion.torch import srgan as ptsr
     from companion.torch import vae as ptv
 
     yield "basics", tfb.tiny_functional(), ptb.tiny_functional()
@@ -184,6 +205,20 @@ def _architectures():
     yield "toy discriminator", tfg.build_toy_discriminator(), ptg.build_toy_discriminator()
     for kind in ("dense", "conv"):
         yield f"{kind} conditional VAE", tfv.build_vae(kind, n_classes=10), ptv.build_vae(kind, n_classes=10)
+    yield "blog posts' conv generator", tfbg.build_conv_generator(), ptbg.build_conv_generator()
+    yield "blog posts' conv discriminator", tfbg.build_conv_discriminator(), ptbg.build_conv_discriminator()
+    for n in (10, 0):
+        yield f"cGAN generator (n_classes={n})", tfc.build_cgan_generator(n), ptc.build_cgan_generator(n)
+        yield (
+            f"cGAN discriminator (n_classes={n})",
+            tfc.build_cgan_discriminator(n),
+            ptc.build_cgan_discriminator(n),
+        )
+    yield "pix2pix U-Net", tfp.build_unet(), ptp.build_unet()
+    yield "pix2pix PatchGAN", tfp.build_patch_discriminator(), ptp.build_patch_discriminator()
+    yield "SR generator", tfsr.build_sr_generator(), ptsr.build_sr_generator()
+    yield "SR generator x2", tfsr.build_sr_generator(2), ptsr.build_sr_generator(2)
+    yield "SR discriminator", tfsr.build_sr_discriminator(), ptsr.build_sr_discriminator()
 
 
 def test_fresh_models_start_from_the_same_weight_distribution() -> None:

@@ -99,3 +99,17 @@ def test_psnr_basics() -> None:
     assert metrics.psnr(a, b) == pytest.approx((20.0 + 3 * 100.0) / 4, abs=1e-3)
     with pytest.raises(ValueError, match="shapes differ"):
         metrics.psnr(a, a[:, :10])
+
+
+def test_grey_share_counts_inked_pixels_that_are_not_solid() -> None:
+    from companion.evaluation.metrics import grey_share
+
+    solid = np.zeros((2, 28, 28), np.float32)
+    solid[:, 10:18, 12:16] = 1.0
+    assert grey_share(solid) == 0.0
+    blurred = solid * 0.5  # every inked pixel grey
+    assert grey_share(blurred) == 1.0
+    mixed = solid.copy()
+    mixed[:, 10:12, 12:16] = 0.5  # a quarter of the stroke grey
+    assert grey_share(mixed) == 0.25
+    assert grey_share(np.zeros((1, 28, 28))) == 0.0  # no ink: nothing to be grey

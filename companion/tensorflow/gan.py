@@ -5,14 +5,18 @@
 The MNIST recipe: noise 128 -> 256 -> 784 pixels (sigmoid, in [0, 1]) for the generator,
 784 -> 256 -> 1 logit for the discriminator, Adam (lr 2e-4, beta_1 0.5), batches of 100.
 Losses are computed from logits (``sigmoid_cross_entropy_with_logits``), never as ``log(sigmoid)``,
-so a confident discriminator gives a large finite loss instead of ``log(0) = -inf``.
+so a confident discriminator gives a large finite loss instead of ``log(0) = -inf``. The losses and
+steps also take ``from_logits=False``, for a discriminator that ends in a sigmoid: Keras' binary
+cross-entropy on probabilities, the form of the blog posts this course grew from (Keras finds the
+logit behind a sigmoid's output and uses it; ``companion.tensorflow.blog_gans`` shows both cases).
 
 Freezing, the ``GradientTape`` way: each step differentiates its loss with respect to one
 network's ``trainable_variables`` only and applies those gradients with that network's own
 optimiser, so the other network cannot move. The old Keras idiom (a combined model compiled
 after ``discriminator.trainable = False``) is here too, as :func:`train_gan_keras_idiom`, because
 Keras 3 reads ``trainable`` at a different moment than the Keras 2 code it comes from assumed
-(the chapter "Training GANs on MNIST" measures what happens). It has no PyTorch counterpart.
+(the chapter "Training GANs on MNIST" measures what happens). PyTorch has no such idiom;
+``companion.torch.blog_gans.conv_gan_round`` writes the same round as an explicit loop.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from companion.settings import quiet_native_stderr
 from companion.tensorflow import runtime
 from companion.tensorflow.training import FRAMEWORK, Trainer, load_weights, make_adam
+from companion.tensorflow.training import HARMLESS_NATIVE_LOGS as _NATIVE_LOGS
 from companion.theory import toy
 from companion.training import tasks
 from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
-from companion.training.loop import Monitor
 from companion.validation import check_positive
 
 _DEFAULTS = tasks.GanConfig(epochs=1)
@@ -140,28 +145,38 @@ def make_optimizers(
 # --------------------------------------------------------------------------- losses
 
 
-def _bce(logits: tf.Tensor, label: float) -> tf.Tensor:
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), label), logits))
+def _bce(outputs: tf.Tensor, label: float, from_logits: bool = True) -> tf.Tensor:
+    labels = tf.fill(tf.shape(outputs), label)
+    if from_logits:
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, outputs))
+    # Keras uses the logit behind a sigmoid's output if it finds one; it clips other probabilities to
+    # [1e-7, 1 - 1e-7], and no gradient flows from a clipped one
+    return tf.reduce_mean(keras.losses.binary_crossentropy(labels, outputs))
 
 
-def discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+def discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor, from_logits: bool = True) -> tf.Tensor:
     """``BCE(real, 1) + BCE(fake, 0)`` from logits, each a batch mean: ``-V(D, G)`` on this batch.
 
     D minimises it, i.e. ascends ``V = E[log D(x)] + E[log(1 - D(G(z)))]``; log 4 when D says 0.5 everywhere.
+    ``from_logits=False``: D's outputs are probabilities (Keras' binary cross-entropy: from the logit
+    when they come straight from a sigmoid, else clipped to [1e-7, 1 - 1e-7]).
     """
-    return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+    return _bce(real_logits, 1.0, from_logits) + _bce(fake_logits, 0.0, from_logits)
 
 
-def generator_loss(fake_logits: tf.Tensor, variant: str = "non_saturating") -> tf.Tensor:
+def generator_loss(
+    fake_logits: tf.Tensor, variant: str = "non_saturating", from_logits: bool = True
+) -> tf.Tensor:
     """The generator's loss on D's logits for fakes, a batch mean.
 
     ``"saturating"``: ``E[log(1 - D(G(z)))]``, the term of V that G descends (``= -softplus(logit)``).
     ``"non_saturating"``: ``-E[log D(G(z))]``, i.e. G *maximises* ``log D(G(z))`` (``= softplus(-logit)``).
+    ``from_logits=False``: D's outputs are probabilities.
     """
     if variant == "non_saturating":
-        return _bce(fake_logits, 1.0)
+        return _bce(fake_logits, 1.0, from_logits)
     if variant == "saturating":
-        return -_bce(fake_logits, 0.0)
+        return -_bce(fake_logits, 0.0, from_logits)
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
@@ -175,19 +190,21 @@ def discriminator_step(
     d_optimizer: keras.optimizers.Optimizer,
     real: tf.Tensor,
     noise: tf.Tensor,
+    from_logits: bool = True,
 ) -> dict[str, tf.Tensor]:
     """One update of D with G frozen; returns ``d_loss``, ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))."""
     fake = generator(noise, training=True)  # outside the tape: no gradient can reach G
     with tf.GradientTape() as tape:
-        real_logits = discriminator(real, training=True)
-        fake_logits = discriminator(fake, training=True)
-        loss = discriminator_loss(real_logits, fake_logits)
+        real_out = discriminator(real, training=True)
+        fake_out = discriminator(fake, training=True)
+        loss = discriminator_loss(real_out, fake_out, from_logits)
     grads = tape.gradient(loss, discriminator.trainable_variables)
     d_optimizer.apply_gradients(zip(grads, discriminator.trainable_variables, strict=True))
+    probability = tf.sigmoid if from_logits else tf.identity
     return {
         "d_loss": loss,
-        "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
-        "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
+        "d_real": tf.reduce_mean(probability(real_out)),
+        "d_fake": tf.reduce_mean(probability(fake_out)),
     }
 
 
@@ -198,10 +215,12 @@ def generator_step(
     g_optimizer: keras.optimizers.Optimizer,
     noise: tf.Tensor,
     variant: str = "non_saturating",
+    from_logits: bool = True,
 ) -> dict[str, tf.Tensor]:
     """One update of G with D frozen: the gradient is taken with respect to G's variables only."""
     with tf.GradientTape() as tape:
-        loss = generator_loss(discriminator(generator(noise, training=True), training=True), variant)
+        fake_out = discriminator(generator(noise, training=True), training=True)
+        loss = generator_loss(fake_out, variant, from_logits)
     grads = tape.gradient(loss, generator.trainable_variables)
     g_optimizer.apply_gradients(zip(grads, generator.trainable_variables, strict=True))
     return {"g_loss": loss}
@@ -216,13 +235,14 @@ def train_step(
     d_noise: tf.Tensor,
     g_noise: tf.Tensor,
     variant: str = "non_saturating",
+    from_logits: bool = True,
 ) -> dict[str, tf.Tensor]:
     """One round of the game: a D step on ``real`` and ``G(d_noise)``, then a G step on ``G(g_noise)``.
 
     Returns 0-d tensors ``d_loss``, ``g_loss``, ``d_real``, ``d_fake`` (D's mean outputs during its step).
     """
-    metrics = dict(discriminator_step(generator, discriminator, d_optimizer, real, d_noise))
-    metrics.update(generator_step(generator, discriminator, g_optimizer, g_noise, variant))
+    metrics = dict(discriminator_step(generator, discriminator, d_optimizer, real, d_noise, from_logits))
+    metrics.update(generator_step(generator, discriminator, g_optimizer, g_noise, variant, from_logits))
     return metrics
 
 
@@ -230,17 +250,26 @@ def train_step(
 
 
 def generate(generator: keras.Model, noise: np.ndarray) -> np.ndarray:
-    """Generator outputs for NumPy noise (N, noise_dim) as a NumPy array (N, 784) in [0, 1]."""
-    return generator(tf.convert_to_tensor(noise, tf.float32), training=False).numpy()
+    """Generator outputs for NumPy noise (N, noise_dim), in inference mode, as flat images (N, 784) in [0, 1]."""
+    images = generator(tf.convert_to_tensor(noise, tf.float32), training=False).numpy()
+    return images.reshape(len(images), -1)
 
 
-def discriminate(discriminator: keras.Model, x: np.ndarray) -> np.ndarray:
-    """D(x) = sigmoid(logit) for a NumPy batch (images (N, 784) or toy points (N, 1)); returns (N,)."""
-    logits = discriminator(tf.convert_to_tensor(x, tf.float32), training=False)
-    return tf.sigmoid(logits).numpy().reshape(-1)
+def discriminate(discriminator: keras.Model, x: np.ndarray, from_logits: bool = True) -> np.ndarray:
+    """D(x) = sigmoid(logit) for a NumPy batch (images in D's input layout, or toy points (N, 1)),
+    in inference mode; returns (N,). ``from_logits=False``: D already outputs probabilities."""
+    outputs = discriminator(tf.convert_to_tensor(x, tf.float32), training=False)
+    return (tf.sigmoid(outputs) if from_logits else outputs).numpy().reshape(-1)
 
 
-def gan_step(generator, discriminator, g_optimizer, d_optimizer, variant: str = "non_saturating"):
+def gan_step(
+    generator,
+    discriminator,
+    g_optimizer,
+    d_optimizer,
+    variant: str = "non_saturating",
+    from_logits: bool = True,
+):
     """:func:`train_step` on a batch from the loop (``real``, ``d_noise``, ``g_noise``)."""
 
     def step(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -253,6 +282,7 @@ def gan_step(generator, discriminator, g_optimizer, d_optimizer, variant: str = 
             batch["d_noise"],
             batch["g_noise"],
             variant,
+            from_logits,
         )
 
     return step
@@ -268,7 +298,7 @@ def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanR
         discriminator = s.discriminator or build_discriminator()
         g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate, s.beta1)
     trainer = Trainer(
-        gan_step(generator, discriminator, g_opt, d_opt, s.variant),
+        gan_step(generator, discriminator, g_opt, d_opt, s.variant, s.from_logits),
         models={"generator": generator, "discriminator": discriminator},
         optimizers={"generator": g_opt, "discriminator": d_opt},
         device=s.device,
@@ -292,7 +322,11 @@ def load_gan(out_dir: str | os.PathLike, device: str | None = None) -> GanRun:
 
 
 def keras_combined_model(
-    generator: keras.Model, discriminator: keras.Model, learning_rate: float = LEARNING_RATE
+    generator: keras.Model,
+    discriminator: keras.Model,
+    learning_rate: float = LEARNING_RATE,
+    beta1: float = BETA_1,
+    from_logits: bool = True,
 ) -> keras.Model:
     """The Keras 2 blog recipe, line for line: compile D, set ``D.trainable = False``, compile ``D(G(z))``.
 
@@ -300,18 +334,20 @@ def keras_combined_model(
     its own ``train_on_batch`` while the combined model left it alone. Keras 3 reads ``trainable``
     when a model's train function is first traced (its first ``train_on_batch``) and keeps that
     choice until the next ``compile``; "Training GANs on MNIST" measures what this recipe then does.
+    Both models use Adam (``learning_rate``, ``beta1``) and binary cross-entropy, on logits or, with
+    ``from_logits=False``, on the probabilities of a D that ends in a sigmoid.
     TensorFlow only: PyTorch freezes with ``detach()`` and one optimiser per network instead.
     """
-    loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    check_positive("learning_rate", learning_rate)
+    tasks.check_beta1(beta1)
+    loss = keras.losses.BinaryCrossentropy(from_logits=from_logits)
     discriminator.compile(
-        optimizer=keras.optimizers.Adam(learning_rate, beta_1=BETA_1, epsilon=EPSILON), loss=loss
+        optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta1, epsilon=EPSILON), loss=loss
     )
     discriminator.trainable = False
     noise = keras.Input(shape=generator.input_shape[1:])
     combined = keras.Model(noise, discriminator(generator(noise)), name="combined")
-    combined.compile(
-        optimizer=keras.optimizers.Adam(learning_rate, beta_1=BETA_1, epsilon=EPSILON), loss=loss
-    )
+    combined.compile(optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta1, epsilon=EPSILON), loss=loss)
     return combined
 
 
@@ -331,14 +367,15 @@ def keras_idiom_step(
     D's calls and to False before the combined call.
     """
     n = len(real)
-    fake = generator.predict_on_batch(d_noise)
-    if toggle:
-        discriminator.trainable = True
-    d_real = discriminator.train_on_batch(real, np.ones((n, 1), np.float32))
-    d_fake = discriminator.train_on_batch(fake, np.zeros((n, 1), np.float32))
-    if toggle:
-        discriminator.trainable = False
-    g_loss = combined.train_on_batch(g_noise, np.ones((n, 1), np.float32))
+    with quiet_native_stderr(_NATIVE_LOGS):  # logged when a conv D's train function is traced
+        fake = generator.predict_on_batch(d_noise)
+        if toggle:
+            discriminator.trainable = True
+        d_real = discriminator.train_on_batch(real, np.ones((n, 1), np.float32))
+        d_fake = discriminator.train_on_batch(fake, np.zeros((n, 1), np.float32))
+        if toggle:
+            discriminator.trainable = False
+        g_loss = combined.train_on_batch(g_noise, np.ones((n, 1), np.float32))
     return {"d_loss": float(d_real) + float(d_fake), "g_loss": float(g_loss)}
 
 
@@ -381,34 +418,17 @@ class _KerasIdiomTrainer:
     load_state = save_state
 
 
-class _WeightChanges(Monitor):
-    """Per epoch: the largest change of any D / G weight, and D's mean outputs on a probe batch."""
-
-    def __init__(self, generator, discriminator, probe_real: np.ndarray, probe_noise: np.ndarray) -> None:
-        self.generator, self.discriminator = generator, discriminator
-        self.probe_real, self.probe_noise = probe_real, probe_noise
-
-    def before_epoch(self, epoch: int) -> None:
-        self.d_before, self.g_before = weight_snapshot(self.discriminator), weight_snapshot(self.generator)
-
-    def after_epoch(self, epoch: int) -> dict[str, float]:
-        return {
-            "d_real": float(discriminate(self.discriminator, self.probe_real).mean()),
-            "d_fake": float(
-                discriminate(self.discriminator, generate(self.generator, self.probe_noise)).mean()
-            ),
-            "d_change": max_abs_change(self.d_before, weight_snapshot(self.discriminator)),
-            "g_change": max_abs_change(self.g_before, weight_snapshot(self.generator)),
-        }
-
-
 def train_gan_keras_idiom(
     images: np.ndarray,
     *,
     epochs: int,
     batch_size: int = BATCH_SIZE,
     learning_rate: float = LEARNING_RATE,
+    beta1: float = BETA_1,
+    from_logits: bool = True,
     noise_dim: int = NOISE_DIM,
+    noise_distribution: str = "normal",
+    steps_per_epoch: int | None = None,
     seed: int = 0,
     fixed_noise: np.ndarray | None = None,
     toggle: bool = False,
@@ -420,28 +440,46 @@ def train_gan_keras_idiom(
     order and noise as :func:`train_gan` for the same ``seed``). ``history`` holds per-epoch
     ``d_loss``, ``g_loss``, ``d_real``/``d_fake`` (D's mean outputs on a fixed probe batch after the
     epoch) and ``d_change``/``g_change``: the largest absolute change of any D / G weight in the epoch.
+
+    The MLP GAN by default; given ``generator`` and ``discriminator`` any pair whose D takes the
+    generator's output (the images are reshaped to D's input). The other settings as in
+    :class:`companion.training.tasks.GanConfig`.
     """
     s = tasks.GanConfig(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        beta1=beta1,
+        from_logits=from_logits,
         noise_dim=noise_dim,
+        noise_distribution=noise_distribution,
+        steps_per_epoch=steps_per_epoch,
         seed=seed,
         fixed_noise=fixed_noise,
         log_every=log_every,
+        discriminator=discriminator,
     )
-    x = tasks.check_gan_images(images, batch_size)
     generator = generator or build_generator(noise_dim)
     discriminator = discriminator or build_discriminator()
-    combined = keras_combined_model(generator, discriminator, learning_rate)
-    probe_noise = tasks.sample_latent(batch_size, noise_dim, seed=seed + 2)
+    x = tasks.check_gan_images(images, batch_size).reshape(-1, *discriminator.input_shape[1:])
+    combined = keras_combined_model(generator, discriminator, learning_rate, beta1, from_logits)
+    probe_real = x[:batch_size]
+    probe_noise = tasks.sample_latent(batch_size, noise_dim, seed=seed + 2, distribution=noise_distribution)
+
+    def probe() -> dict[str, float]:
+        fakes = generate(generator, probe_noise).reshape(probe_real.shape)
+        return {
+            "d_real": float(discriminate(discriminator, probe_real, from_logits).mean()),
+            "d_fake": float(discriminate(discriminator, fakes, from_logits).mean()),
+        }
+
     history, samples = tasks.train_gan(
         _KerasIdiomTrainer(generator, discriminator, combined, toggle),
         lambda noise: generate(generator, noise),
         x,
         s,
-        config={"model": "mlp-gan-keras-idiom", "toggle": toggle},
-        monitor=_WeightChanges(generator, discriminator, x[:batch_size], probe_noise),
+        config={"model": f"{generator.name}-keras-idiom", "toggle": toggle},
+        monitor=tasks.WeightChanges({"d": discriminator, "g": generator}, weight_snapshot, probe),
     )
     return tasks.gan_result(generator, discriminator, history, samples)
 
@@ -451,9 +489,7 @@ def weight_snapshot(model: keras.Model) -> list[np.ndarray]:
     return [w.numpy().copy() for w in model.weights]
 
 
-def max_abs_change(before: list[np.ndarray], after: list[np.ndarray]) -> float:
-    """Largest absolute difference between two weight snapshots (0.0 means nothing moved)."""
-    return float(max(np.abs(a - b).max() for a, b in zip(before, after, strict=True)))
+max_abs_change = tasks.max_abs_change
 
 
 # --------------------------------------------------------------------------- the 1-d toy

@@ -5,7 +5,10 @@
 The MNIST recipe: noise 128 -> 256 -> 784 pixels (sigmoid, in [0, 1]) for the generator,
 784 -> 256 -> 1 logit for the discriminator, Adam (lr 2e-4, beta_1 0.5), batches of 100.
 Losses are computed from logits (``binary_cross_entropy_with_logits``), never as ``log(sigmoid)``,
-so a confident discriminator gives a large finite loss instead of ``log(0) = -inf``.
+so a confident discriminator gives a large finite loss instead of ``log(0) = -inf``. The losses and
+steps also take ``from_logits=False``, for a discriminator that ends in a sigmoid: ``BCELoss`` on
+probabilities, the form of the blog posts this course grew from (``companion.torch.blog_gans``
+measures what it costs).
 
 Freezing, the PyTorch way: the discriminator step feeds ``generator(noise).detach()``, so no
 gradient reaches the generator; the generator step back-propagates through the discriminator
@@ -16,6 +19,8 @@ optimiser clears those gradients before its next step.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Unpack
 
 import numpy as np
@@ -149,26 +154,37 @@ def make_optimizers(
 # --------------------------------------------------------------------------- losses
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def _bce(outputs: torch.Tensor, label: float, from_logits: bool = True) -> torch.Tensor:
+    labels = torch.full_like(outputs, label)
+    if from_logits:
+        return F.binary_cross_entropy_with_logits(outputs, labels)
+    return F.binary_cross_entropy(outputs, labels)  # BCELoss: clamps each log at -100
+
+
+def discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, from_logits: bool = True
+) -> torch.Tensor:
     """``BCE(real, 1) + BCE(fake, 0)`` from logits, each a batch mean: ``-V(D, G)`` on this batch.
 
     D minimises it, i.e. ascends ``V = E[log D(x)] + E[log(1 - D(G(z)))]``; log 4 when D says 0.5 everywhere.
+    ``from_logits=False``: D's outputs are probabilities (``BCELoss``).
     """
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real + fake
+    return _bce(real_logits, 1.0, from_logits) + _bce(fake_logits, 0.0, from_logits)
 
 
-def generator_loss(fake_logits: torch.Tensor, variant: str = "non_saturating") -> torch.Tensor:
+def generator_loss(
+    fake_logits: torch.Tensor, variant: str = "non_saturating", from_logits: bool = True
+) -> torch.Tensor:
     """The generator's loss on D's logits for fakes, a batch mean.
 
     ``"saturating"``: ``E[log(1 - D(G(z)))]``, the term of V that G descends (``= -softplus(logit)``).
     ``"non_saturating"``: ``-E[log D(G(z))]``, i.e. G *maximises* ``log D(G(z))`` (``= softplus(-logit)``).
+    ``from_logits=False``: D's outputs are probabilities.
     """
     if variant == "non_saturating":
-        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+        return _bce(fake_logits, 1.0, from_logits)
     if variant == "saturating":
-        return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        return -_bce(fake_logits, 0.0, from_logits)
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
@@ -181,18 +197,21 @@ def discriminator_step(
     d_optimizer: torch.optim.Optimizer,
     real: torch.Tensor,
     noise: torch.Tensor,
+    from_logits: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One update of D with G frozen; returns ``d_loss``, ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))."""
     fake = generator(noise).detach()  # detach: D's loss cannot send gradients into G
-    real_logits, fake_logits = discriminator(real), discriminator(fake)
-    loss = discriminator_loss(real_logits, fake_logits)
+    real_out, fake_out = discriminator(real), discriminator(fake)
+    loss = discriminator_loss(real_out, fake_out, from_logits)
     d_optimizer.zero_grad(set_to_none=True)  # also drops D gradients left by the last G step
     loss.backward()
     d_optimizer.step()
+    if from_logits:
+        real_out, fake_out = torch.sigmoid(real_out), torch.sigmoid(fake_out)
     return {
         "d_loss": loss.detach(),
-        "d_real": torch.sigmoid(real_logits).mean().detach(),
-        "d_fake": torch.sigmoid(fake_logits).mean().detach(),
+        "d_real": real_out.mean().detach(),
+        "d_fake": fake_out.mean().detach(),
     }
 
 
@@ -202,9 +221,10 @@ def generator_step(
     g_optimizer: torch.optim.Optimizer,
     noise: torch.Tensor,
     variant: str = "non_saturating",
+    from_logits: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One update of G with D frozen (D's gradients are computed but only G's optimiser steps)."""
-    loss = generator_loss(discriminator(generator(noise)), variant)
+    loss = generator_loss(discriminator(generator(noise)), variant, from_logits)
     g_optimizer.zero_grad(set_to_none=True)
     loss.backward()
     g_optimizer.step()
@@ -220,35 +240,58 @@ def train_step(
     d_noise: torch.Tensor,
     g_noise: torch.Tensor,
     variant: str = "non_saturating",
+    from_logits: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One round of the game: a D step on ``real`` and ``G(d_noise)``, then a G step on ``G(g_noise)``.
 
     Returns 0-d tensors ``d_loss``, ``g_loss``, ``d_real``, ``d_fake`` (D's mean outputs during its step).
     """
-    metrics = discriminator_step(generator, discriminator, d_optimizer, real, d_noise)
-    metrics.update(generator_step(generator, discriminator, g_optimizer, g_noise, variant))
+    metrics = discriminator_step(generator, discriminator, d_optimizer, real, d_noise, from_logits)
+    metrics.update(generator_step(generator, discriminator, g_optimizer, g_noise, variant, from_logits))
     return metrics
 
 
 # --------------------------------------------------------------------------- training through the one loop
 
 
+@contextmanager
+def torch_eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode (batch norm on its running statistics, no dropout) and without
+    gradients, as Keras' ``training=False``; its previous mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
 def generate(generator: nn.Module, noise: np.ndarray) -> np.ndarray:
-    """Generator outputs for NumPy noise (N, noise_dim) as a NumPy array (N, 784) in [0, 1]."""
+    """Generator outputs for NumPy noise (N, noise_dim), in inference mode, as flat images (N, 784) in [0, 1]."""
     device = next(generator.parameters()).device
-    with torch.no_grad():
-        return generator(torch.as_tensor(noise, dtype=torch.float32, device=device)).cpu().numpy()
+    with torch_eval_mode(generator):
+        images = generator(torch.as_tensor(noise, dtype=torch.float32, device=device)).cpu().numpy()
+    return images.reshape(len(images), -1)
 
 
-def discriminate(discriminator: nn.Module, x: np.ndarray) -> np.ndarray:
-    """D(x) = sigmoid(logit) for a NumPy batch (images (N, 784) or toy points (N, 1)); returns (N,)."""
+def discriminate(discriminator: nn.Module, x: np.ndarray, from_logits: bool = True) -> np.ndarray:
+    """D(x) = sigmoid(logit) for a NumPy batch (images in D's input layout, or toy points (N, 1)),
+    in inference mode; returns (N,). ``from_logits=False``: D already outputs probabilities."""
     device = next(discriminator.parameters()).device
-    with torch.no_grad():
-        logits = discriminator(torch.as_tensor(x, dtype=torch.float32, device=device))
-    return torch.sigmoid(logits).cpu().numpy().reshape(-1)
+    with torch_eval_mode(discriminator):
+        outputs = discriminator(torch.as_tensor(x, dtype=torch.float32, device=device))
+    return (torch.sigmoid(outputs) if from_logits else outputs).cpu().numpy().reshape(-1)
 
 
-def gan_step(generator, discriminator, g_optimizer, d_optimizer, variant: str = "non_saturating"):
+def gan_step(
+    generator,
+    discriminator,
+    g_optimizer,
+    d_optimizer,
+    variant: str = "non_saturating",
+    from_logits: bool = True,
+):
     """:func:`train_step` on a batch from the loop (``real``, ``d_noise``, ``g_noise``)."""
 
     def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -261,6 +304,7 @@ def gan_step(generator, discriminator, g_optimizer, d_optimizer, variant: str = 
             batch["d_noise"],
             batch["g_noise"],
             variant,
+            from_logits,
         )
 
     return step
@@ -276,7 +320,7 @@ def train_gan(images: np.ndarray, **settings: Unpack[tasks.GanSettings]) -> GanR
     discriminator = (s.discriminator or build_discriminator()).to(device)
     g_opt, d_opt = make_optimizers(generator, discriminator, s.learning_rate, s.d_learning_rate, s.beta1)
     trainer = Trainer(
-        gan_step(generator, discriminator, g_opt, d_opt, s.variant),
+        gan_step(generator, discriminator, g_opt, d_opt, s.variant, s.from_logits),
         models={"generator": generator, "discriminator": discriminator},
         optimizers={"generator": g_opt, "discriminator": d_opt},
         device=device,
@@ -297,13 +341,12 @@ def load_gan(out_dir: str | os.PathLike, device: str | None = None) -> GanRun:
 
 
 def weight_snapshot(model: nn.Module) -> list[np.ndarray]:
-    """Copies of every weight of ``model`` (parameters and buffers), to compare before and after a step."""
-    return [t.detach().cpu().numpy().copy() for t in model.state_dict().values()]
+    """Copies of every weight of ``model`` (parameters and float buffers such as batch-norm statistics,
+    not batch counters), to compare before and after a step."""
+    return [t.detach().cpu().numpy().copy() for t in model.state_dict().values() if t.is_floating_point()]
 
 
-def max_abs_change(before: list[np.ndarray], after: list[np.ndarray]) -> float:
-    """Largest absolute difference between two weight snapshots (0.0 means nothing moved)."""
-    return float(max(np.abs(a - b).max() for a, b in zip(before, after, strict=True)))
+max_abs_change = tasks.max_abs_change
 
 
 # --------------------------------------------------------------------------- the 1-d toy

@@ -10,7 +10,7 @@ folder's outputs all live here, so the two frameworks cannot drift apart.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -217,6 +217,7 @@ VARIANTS = ("non_saturating", "saturating")  # the generator losses of the min-m
 MNIST_PIXELS = 784
 GAN_ACTIVATIONS = ("leaky_relu", "relu")  # hidden activations of the MLP GAN: the book's, the blog posts'
 GAN_BETA_1, GAN_EPSILON = 0.5, 1e-7
+NOISE_DISTRIBUTIONS = ("normal", "uniform")  # N(0, I), the book's; U(-1, 1), the blog posts' Keras GANs
 
 
 class GanSettings(TypedDict, total=False):
@@ -228,7 +229,10 @@ class GanSettings(TypedDict, total=False):
     learning_rate: float
     d_learning_rate: float | None
     beta1: float
+    from_logits: bool
     noise_dim: int
+    noise_distribution: str
+    steps_per_epoch: int | None
     seed: int
     fixed_noise: np.ndarray | None
     sample_every: int
@@ -266,8 +270,11 @@ class GanConfig:
     numbers. ``fixed_noise`` (default 16 vectors from ``seed + 1``) gives the sample grids, stored
     every ``sample_every`` epochs. ``d_learning_rate`` (default ``learning_rate``) sets D's own rate;
     ``beta1`` is Adam's first-moment decay for both networks (the blog posts this course grew from used 0.9).
-    A NaN or infinite loss raises ``TrainingFailed``. The last incomplete batch of each epoch is
-    dropped so that every step sees ``batch_size`` images. With ``out_dir`` checkpoints are written
+    ``from_logits=False`` is the blog posts' PyTorch form: D ends in a sigmoid and the losses are binary
+    cross-entropy on its probabilities (pass such a D). ``noise_distribution`` is ``"normal"`` or
+    ``"uniform"`` (U(-1, 1)). A NaN or infinite loss raises ``TrainingFailed``. The last incomplete
+    batch of each epoch is dropped so that every step sees ``batch_size`` images; ``steps_per_epoch``
+    caps the steps of an epoch (each epoch still draws a fresh shuffle). With ``out_dir`` checkpoints are written
     and a later call resumes. ``generator``/``discriminator`` train given networks (moved to ``device``).
     """
 
@@ -277,7 +284,10 @@ class GanConfig:
     learning_rate: float = 2e-4
     d_learning_rate: float | None = None
     beta1: float = GAN_BETA_1
+    from_logits: bool = True
     noise_dim: int = 128
+    noise_distribution: str = "normal"
+    steps_per_epoch: int | None = None
     seed: int = 0
     fixed_noise: np.ndarray | None = None
     sample_every: int = 1
@@ -296,13 +306,21 @@ class GanConfig:
             check_positive("d_learning_rate", self.d_learning_rate)
         check_beta1(self.beta1)
         check_variant(self.variant)
+        if not _check_flag("from_logits", self.from_logits) and self.discriminator is None:
+            raise InputError(
+                "from_logits=False needs a discriminator that outputs probabilities: pass "
+                "discriminator=blog_gans.build_probability_discriminator() (or keep from_logits=True)"
+            )
+        check_noise_distribution(self.noise_distribution)
+        if self.steps_per_epoch is not None:
+            check_positive("steps_per_epoch", self.steps_per_epoch, integer=True)
 
     @property
     def config(self) -> dict:
         """The settings stored in ``run.json`` (the rest are added by :func:`train_gan`).
 
-        ``beta1`` is stored only when it is not the default, so run folders written before it
-        existed still match a default run.
+        ``beta1`` and the later settings are stored only when they are not the default, so run
+        folders written before they existed still match a default run.
         """
         config = {
             "model": "mlp-gan",
@@ -312,6 +330,12 @@ class GanConfig:
         }
         if self.beta1 != GAN_BETA_1:
             config["beta1"] = float(self.beta1)
+        if not self.from_logits:
+            config["from_logits"] = False
+        if self.noise_distribution != "normal":
+            config["noise_distribution"] = self.noise_distribution
+        if self.steps_per_epoch is not None:
+            config["steps_per_epoch"] = int(self.steps_per_epoch)
         return config
 
 
@@ -342,6 +366,11 @@ def gan_result(
 def check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise InputError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+def check_noise_distribution(distribution: str) -> None:
+    if distribution not in NOISE_DISTRIBUTIONS:
+        raise InputError(f"noise_distribution must be one of {NOISE_DISTRIBUTIONS}, got {distribution!r}")
 
 
 def check_beta1(beta1: float) -> None:
@@ -387,17 +416,24 @@ class SampleKeeper(loop.Monitor):
             }
 
 
-def gan_plan(x: np.ndarray, batch_size: int, noise_dim: int) -> loop.Plan:
-    """Batches of real images and two noise draws per step (for D's step, then G's); last short batch dropped."""
+def gan_plan(
+    x: np.ndarray,
+    batch_size: int,
+    noise_dim: int,
+    steps_per_epoch: int | None = None,
+    noise_distribution: str = "normal",
+) -> loop.Plan:
+    """Batches of real images and two noise draws per step (for D's step, then G's); last short batch
+    dropped, at most ``steps_per_epoch`` steps an epoch."""
 
     def inputs(index: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         n = len(index)
         return {
-            "d_noise": sample_latent(n, noise_dim, seed=rng),
-            "g_noise": sample_latent(n, noise_dim, seed=rng),
+            "d_noise": sample_latent(n, noise_dim, seed=rng, distribution=noise_distribution),
+            "g_noise": sample_latent(n, noise_dim, seed=rng, distribution=noise_distribution),
         }
 
-    return loop.Plan({"real": x}, batch_size, drop_last=True, inputs=inputs)
+    return loop.Plan({"real": x}, batch_size, drop_last=True, steps_per_epoch=steps_per_epoch, inputs=inputs)
 
 
 def check_gan_images(images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -416,7 +452,8 @@ def train_gan(
     config: dict | None = None,
     monitor: loop.Monitor | None = None,
 ) -> tuple[History, dict[int, np.ndarray]]:
-    """Train an MLP GAN (``trainer`` holds G, D and the step) on flat images ``x`` from :func:`check_gan_images`.
+    """Train a GAN (``trainer`` holds G, D and the step) on images ``x`` from :func:`check_gan_images`,
+    flat or reshaped to the discriminator's input layout.
 
     Returns ``(history, samples)``; ``samples`` as in :class:`GanRun`.
     """
@@ -428,7 +465,7 @@ def train_gan(
     check_positive("noise_dim", noise_dim, integer=True)
     seed = loop.check_seed(seed)
     fixed = (
-        sample_latent(16, noise_dim, seed=seed + 1)
+        sample_latent(16, noise_dim, seed=seed + 1, distribution=s.noise_distribution)
         if fixed_noise is None
         else np.asarray(fixed_noise, np.float32)
     )
@@ -460,7 +497,7 @@ def train_gan(
     }
     history = fit_in_run_folder(
         trainer,
-        gan_plan(x, batch_size, noise_dim),
+        gan_plan(x, batch_size, noise_dim, s.steps_per_epoch, s.noise_distribution),
         config,
         out_dir=s.out_dir,
         overwrite=s.overwrite,
@@ -472,6 +509,38 @@ def train_gan(
         guards=(finite_losses,),
     )
     return history, keeper.samples
+
+
+def max_abs_change(before: list[np.ndarray], after: list[np.ndarray]) -> float:
+    """Largest absolute difference between two weight snapshots (0.0 means nothing moved)."""
+    return float(max(np.abs(a - b).max() for a, b in zip(before, after, strict=True)))
+
+
+class WeightChanges(loop.Monitor):
+    """Per epoch: what ``probe()`` measures (D's mean outputs on fixed batches), then the largest change
+    of any weight of each model in ``models`` during the epoch, as ``{name}_change``.
+
+    ``snapshot(model)`` copies a model's weights as NumPy arrays (``weight_snapshot`` of either side).
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, Any],
+        snapshot: Callable[[Any], list[np.ndarray]],
+        probe: Callable[[], dict[str, float]],
+    ) -> None:
+        self.models, self.snapshot, self.probe = dict(models), snapshot, probe
+        self.before: dict[str, list[np.ndarray]] = {}
+
+    def before_epoch(self, epoch: int) -> None:
+        self.before = {name: self.snapshot(model) for name, model in self.models.items()}
+
+    def after_epoch(self, epoch: int) -> dict[str, float]:
+        changes = {
+            f"{name}_change": max_abs_change(self.before[name], self.snapshot(model))
+            for name, model in self.models.items()
+        }
+        return {**self.probe(), **changes}
 
 
 def gan_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, Path]:
@@ -601,6 +670,17 @@ def check_same_architecture(gan: Any, s: DcganConfig) -> None:
             raise InputError(
                 f"gan= was built with {key}={getattr(gan, key)!r} but the settings say {key}={getattr(s, key)!r}; "
                 "pass the same value to both"
+            )
+
+
+def check_given_model(model: Any, s: Any, keys: Sequence[str], function: str) -> None:
+    """A model given to ``function`` as ``gan=`` must have been built with the settings' values of
+    ``keys``: they decide what the step computes and go into ``run.json``."""
+    for key in keys:
+        if getattr(model, key) != getattr(s, key):
+            raise InputError(
+                f"{function}: gan= was built with {key}={getattr(model, key)!r} but the settings say "
+                f"{key}={getattr(s, key)!r}; pass the same value to both"
             )
 
 
