@@ -26,3 +26,15 @@ def exact_float32():
                 runtime = importlib.import_module(f"companion.{framework}.runtime")
                 stack.enter_context(runtime.exact_float32())
         yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small networks: one PyTorch thread is as fast, and two oversubscribe a small shared CPU.
+    Test modules of small models ask for it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -27,12 +27,7 @@ from companion.validation import InputError
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: small networks, one thread
 
 
 @pytest.fixture(scope="module")

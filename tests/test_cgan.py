@@ -32,13 +32,7 @@ SIDES = pytest.mark.parametrize("module", [pt_cgan, tf_cgan], ids=["torch", "ten
 CLASSES = pytest.mark.parametrize("n_classes", [10, 0], ids=["conditional", "twin"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small networks: one thread is as fast, and avoids oversubscribing a small shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: small networks, one thread
 
 
 @pytest.fixture(scope="module")

@@ -40,13 +40,7 @@ FRAMEWORKS = pytest.mark.parametrize("module", [tf_sr, pt_sr], ids=["tensorflow"
 GAN_METRICS = ("g_loss", "mse", "adversarial", "d_loss", "d_real", "d_fake")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small networks: one thread is as fast, and avoids oversubscribing a small shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: small networks, one thread
 
 
 @pytest.fixture(scope="module")

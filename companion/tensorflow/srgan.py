@@ -1,9 +1,12 @@
 """Super-resolution at MNIST scale in Keras 3: a CNN trained with MSE, and the same CNN trained as SRGAN.
 
 Generator (SRGAN's shape, shrunk): a low-resolution digit ``(N, s, s, 1)`` (s = 7 for factor 4,
-14 for factor 2) -> 3x3 conv (64, ReLU) -> two residual blocks (3x3 conv ReLU, 3x3 conv, added
+14 for factor 2) -> 3x3 conv (64, LeakyReLU) -> two residual blocks (3x3 conv LeakyReLU, 3x3 conv, added
 back) plus a skip around both -> per factor 2: nearest-neighbour upsampling x2 and a 3x3 conv
-(ReLU) -> 3x3 conv to one channel, sigmoid: ``(N, 28, 28, 1)`` in [0, 1].
+(LeakyReLU) -> 3x3 conv to one channel, linear: ``(N, 28, 28, 1)``, trained towards [0, 1]
+(:func:`upscale` clips). Linear, not a sigmoid: most target pixels are 0, so early training pushes
+a sigmoid deep into saturation, where its gradient vanishes and the MSE network stays black for
+ever (seen in PyTorch at seed 0: MSE stuck at 0.112 from the second epoch).
 
 Discriminator (unconditional, as in SRGAN, DCGAN-like): a 28x28 digit in [0, 1] -> two 4x4
 stride-2 convs (32, 64 filters, LeakyReLU 0.2) -> flatten -> Dense 1: one logit per image.
@@ -41,22 +44,27 @@ LEAKY_SLOPE = 0.2  # the DCGAN paper's slope, set explicitly on both sides
 _SAME = {"kernel_size": 3, "padding": "same"}
 
 
+def _leaky(x: tf.Tensor) -> tf.Tensor:
+    return tf.nn.leaky_relu(x, LEAKY_SLOPE)
+
+
 def build_sr_generator(factor: int = 4) -> keras.Model:
-    """Low-resolution digits ``(N, 28 / factor, 28 / factor, 1)`` -> ``(N, 28, 28, 1)`` in [0, 1] (sigmoid)."""
+    """Low-resolution digits ``(N, 28 / factor, 28 / factor, 1)`` -> ``(N, 28, 28, 1)``, a linear output
+    trained towards [0, 1] (:func:`upscale` clips it)."""
     factor = srgan_task.check_factor(factor)
     size = srgan_task.low_res_size(factor)
     low_res = keras.Input(shape=(size, size, 1))
-    head = keras.layers.Conv2D(FEATURES, activation="relu", name="head", **_SAME)(low_res)
+    head = keras.layers.Conv2D(FEATURES, activation=_leaky, name="head", **_SAME)(low_res)
     h = head
     for i in range(1, RESIDUAL_BLOCKS + 1):
-        r = keras.layers.Conv2D(FEATURES, activation="relu", name=f"res{i}_a", **_SAME)(h)
+        r = keras.layers.Conv2D(FEATURES, activation=_leaky, name=f"res{i}_a", **_SAME)(h)
         r = keras.layers.Conv2D(FEATURES, name=f"res{i}_b", **_SAME)(r)
         h = keras.layers.Add()([h, r])
     h = keras.layers.Add()([head, h])  # SRGAN's skip around the residual blocks
     for i, filters in enumerate(UP_FILTERS[: factor.bit_length() - 1], start=1):
         h = keras.layers.UpSampling2D(2, interpolation="nearest")(h)
-        h = keras.layers.Conv2D(filters, activation="relu", name=f"up{i}", **_SAME)(h)
-    image = keras.layers.Conv2D(1, activation="sigmoid", name="to_image", **_SAME)(h)
+        h = keras.layers.Conv2D(filters, activation=_leaky, name=f"up{i}", **_SAME)(h)
+    image = keras.layers.Conv2D(1, name="to_image", **_SAME)(h)  # linear: see the module docstring
     return keras.Model(low_res, image, name="sr_generator")
 
 
@@ -191,7 +199,7 @@ def upscale(generator: keras.Model, low_res: np.ndarray, batch_size: int = 500) 
     x = srgan_task.check_low_res(low_res, factor)[..., None]
     check_positive("batch_size", batch_size, integer=True)
     parts = [generator(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts)[..., 0]
+    return np.clip(np.concatenate(parts)[..., 0], 0.0, 1.0)  # the output layer is linear
 
 
 def load(out_dir: str | os.PathLike, device: str | None = None) -> SuperResolution:

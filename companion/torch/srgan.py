@@ -11,7 +11,7 @@ Same networks, layer names, losses, train step and run folder as the Keras side,
   weights need no reordering.
 
 Tensors are channels first: low-resolution digits ``(N, 1, s, s)`` (s = 28 / factor) and outputs
-``(N, 1, 28, 28)`` in [0, 1] (sigmoid). :func:`upscale` takes ``(N, s, s)`` or ``(N, 1, s, s)`` and
+``(N, 1, 28, 28)``, linear (about [0, 1]). :func:`upscale` takes ``(N, s, s)`` or ``(N, 1, s, s)`` and
 returns ``(N, 28, 28)``. Both networks start from Keras' initialisation (``companion.torch.init``).
 """
 
@@ -46,7 +46,8 @@ def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
 
 
 class SrGenerator(nn.Module):
-    """Low-resolution digits ``(N, 1, 28 / factor, 28 / factor)`` -> ``(N, 1, 28, 28)`` in [0, 1] (sigmoid)."""
+    """Low-resolution digits ``(N, 1, 28 / factor, 28 / factor)`` -> ``(N, 1, 28, 28)``, a linear output
+    trained towards [0, 1] (:func:`upscale` clips it)."""
 
     def __init__(self, factor: int = 4) -> None:
         super().__init__()
@@ -65,14 +66,14 @@ class SrGenerator(nn.Module):
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         conv = self.layers
-        head = F.relu(conv["head"](low_res))
+        head = F.leaky_relu(conv["head"](low_res), LEAKY_SLOPE)
         h = head
         for i in range(1, RESIDUAL_BLOCKS + 1):
-            h = h + conv[f"res{i}_b"](F.relu(conv[f"res{i}_a"](h)))
+            h = h + conv[f"res{i}_b"](F.leaky_relu(conv[f"res{i}_a"](h), LEAKY_SLOPE))
         h = head + h  # SRGAN's skip around the residual blocks
         for i in range(1, self.stages + 1):
-            h = F.relu(conv[f"up{i}"](F.interpolate(h, scale_factor=2, mode="nearest")))
-        return torch.sigmoid(conv["to_image"](h))
+            h = F.leaky_relu(conv[f"up{i}"](F.interpolate(h, scale_factor=2, mode="nearest")), LEAKY_SLOPE)
+        return conv["to_image"](h)  # linear: a sigmoid here saturates and can freeze the MSE network at black
 
 
 class SrDiscriminator(nn.Module):
@@ -92,7 +93,7 @@ class SrDiscriminator(nn.Module):
 
 
 def build_sr_generator(factor: int = 4) -> SrGenerator:
-    """Low-resolution digits ``(N, 1, 28 / factor, 28 / factor)`` -> ``(N, 1, 28, 28)`` in [0, 1] (sigmoid),
+    """Low-resolution digits ``(N, 1, 28 / factor, 28 / factor)`` -> ``(N, 1, 28, 28)`` (linear output),
     with Keras' initialisation."""
     return initialize(SrGenerator(factor))
 
@@ -228,7 +229,7 @@ def upscale(generator: SrGenerator, low_res: np.ndarray, batch_size: int = 500) 
         for i in range(0, len(x), batch_size)
     ]
     generator.train(was_training)
-    return np.concatenate(parts)
+    return np.clip(np.concatenate(parts), 0.0, 1.0)  # the output layer is linear
 
 
 def load(out_dir: str | os.PathLike, device: str | None = None) -> SuperResolution:

@@ -6,7 +6,7 @@ their checks, the low-/high-resolution pairs, the run settings stored in ``run.j
 loop, and the scores that compare upscalers (PSNR, Frechet distance on the digit classifier's
 features, and whether the classifier still reads the right digit).
 
-Images lie in [0, 1] everywhere (the generator ends in a sigmoid, so no rescaling is needed).
+Images lie in [0, 1] everywhere; the generator's linear output is trained towards that range and clipped to it by ``upscale``.
 Low-resolution inputs are ``downsample(high_res, factor)`` from :mod:`companion.resampling`:
 7x7 for the default factor 4, 14x14 for factor 2.
 """
