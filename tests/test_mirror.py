@@ -52,6 +52,11 @@ ONE_SIDED = {
     ("blog_gans", "ConvDiscriminator"): "PyTorch needs module classes",
     ("cgan", "CganGenerator"): "PyTorch needs module classes; Keras builds functional models",
     ("cgan", "CganDiscriminator"): "PyTorch needs module classes; Keras builds functional models",
+    ("anomaly", "DiscriminatorFeatures"): "PyTorch needs module classes; Keras builds functional models",
+    ("cyclegan", "Translator"): "PyTorch needs module classes; Keras builds functional models",
+    ("cyclegan", "DomainDiscriminator"): "PyTorch needs module classes; Keras builds functional models",
+    ("simgan", "Refiner"): "PyTorch needs module classes; Keras builds functional models",
+    ("simgan", "LocalDiscriminator"): "PyTorch needs module classes; Keras builds functional models",
     ("pix2pix", "UNet"): "PyTorch needs module classes; Keras builds functional models",
     ("pix2pix", "PatchDiscriminator"): "PyTorch needs module classes; Keras builds functional models",
     ("srgan", "SrGenerator"): "PyTorch needs module classes; Keras builds functional models",
@@ -174,18 +179,22 @@ def _architectures():
     from companion.tensorflow import basics as tfb
     from companion.tensorflow import blog_gans as tfbg
     from companion.tensorflow import cgan as tfc
+    from companion.tensorflow import cyclegan as tfcg
     from companion.tensorflow import dcgan as tfd
     from companion.tensorflow import gan as tfg
     from companion.tensorflow import pix2pix as tfp
+    from companion.tensorflow import simgan as tfsg
     from companion.tensorflow import srgan as tfsr
     from companion.tensorflow import vae as tfv
     from companion.torch import autoencoders as pta
     from companion.torch import basics as ptb
     from companion.torch import blog_gans as ptbg
     from companion.torch import cgan as ptc
+    from companion.torch import cyclegan as ptcg
     from companion.torch import dcgan as ptd
     from companion.torch import gan as ptg
     from companion.torch import pix2pix as ptp
+    from companion.torch import simgan as ptsg
     from companion.torch import srgan as ptsr
     from companion.torch import vae as ptv
 
@@ -219,6 +228,14 @@ def _architectures():
     yield "SR generator", tfsr.build_sr_generator(), ptsr.build_sr_generator()
     yield "SR generator x2", tfsr.build_sr_generator(2), ptsr.build_sr_generator(2)
     yield "SR discriminator", tfsr.build_sr_discriminator(), ptsr.build_sr_discriminator()
+    yield "CycleGAN translator", tfcg.build_translator(), ptcg.build_translator()
+    yield (
+        "CycleGAN domain discriminator",
+        tfcg.build_domain_discriminator(),
+        ptcg.build_domain_discriminator(),
+    )
+    yield "SimGAN refiner", tfsg.build_refiner(), ptsg.build_refiner()
+    yield "SimGAN local discriminator", tfsg.build_local_discriminator(), ptsg.build_local_discriminator()
 
 
 def test_fresh_models_start_from_the_same_weight_distribution() -> None:
