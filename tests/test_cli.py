@@ -163,7 +163,7 @@ KNOWN_ERRORS = {  # reported in one line, exit status 1: (arguments, words the l
     ),
     "sample a label from a vae": (
         lambda tmp: ["sample", "vae", "--framework", "torch", "--checkpoint", _fake_run(tmp / "r", model="vae"), "--label", "3", "--out", "s.npy"],
-        "--label is for cvae only",
+        "--label is for cvae and cgan only",
     ),
     "--noise for autoencoder": (
         lambda tmp: ["train", "autoencoder", "--framework", "torch", "--noise", "0.3", "--out", "o"],
