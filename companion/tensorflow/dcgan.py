@@ -241,6 +241,6 @@ def train(images: np.ndarray, **settings: Unpack[tasks.DcganSettings]) -> tuple[
         device=s.device,
         seed=s.seed,
     )
-    tasks.check_same_architecture(gan, s)
+    tasks.check_given_model(gan, s, tuple(tasks.DCGAN_ARCHITECTURE), "dcgan.train")
     history = tasks.train_dcgan(gan.trainer(), gan.generate, x, s)
     return gan, history

@@ -28,7 +28,7 @@ from companion.noise import sample_latent
 from companion.torch import runtime
 from companion.torch.init import initialize
 from companion.torch.training import FRAMEWORK, Trainer, load_weights, make_adam
-from companion.training import cgan_task
+from companion.training import cgan_task, tasks
 from companion.training.guards import TrainingFailed as TrainingFailed  # re-exported for users of this module
 from companion.training.run_folder import RunFolderError as RunFolderError
 from companion.validation import check_images, check_positive
@@ -275,7 +275,7 @@ def train(
     x = cgan_task.check_cgan_images(images)[:, None]
     onehot = cgan_task.check_training_labels(labels, len(x), s.n_classes)
     gan = s.gan or CGAN(n_classes=s.n_classes, lr=s.lr, beta1=s.beta1, device=s.device, seed=s.seed)
-    cgan_task.check_same_classes(gan, s)
+    tasks.check_given_model(gan, s, ("n_classes",), "cgan.train")
 
     def grid(noise: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         return generate(gan.generator, noise, rows)

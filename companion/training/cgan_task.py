@@ -422,12 +422,3 @@ def cgan_run(out_dir: str | os.PathLike, framework: str) -> tuple[dict, Path]:
     """``(run.json settings, latest checkpoint folder)`` of a conditional GAN run (or its
     unconditional twin's) of ``framework``."""
     return saved_run(out_dir, framework, ("cgan",), "conditional GAN")
-
-
-def check_same_classes(gan: Any, s: CganConfig) -> None:
-    """A ``gan=`` given to ``cgan.train`` must have the ``n_classes`` the settings say (they go into ``run.json``)."""
-    if gan.n_classes != s.n_classes:
-        raise InputError(
-            f"gan= was built with n_classes={gan.n_classes} but the settings say n_classes={s.n_classes}; "
-            "pass the same value to both"
-        )

@@ -662,17 +662,6 @@ def dcgan_architecture(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: config.get(key, default) for key, default in DCGAN_ARCHITECTURE.items()}
 
 
-def check_same_architecture(gan: Any, s: DcganConfig) -> None:
-    """A ``gan=`` given to ``dcgan.train`` must be built as the settings say: they pick the data range
-    and go into ``run.json``."""
-    for key in DCGAN_ARCHITECTURE:
-        if getattr(gan, key) != getattr(s, key):
-            raise InputError(
-                f"gan= was built with {key}={getattr(gan, key)!r} but the settings say {key}={getattr(s, key)!r}; "
-                "pass the same value to both"
-            )
-
-
 def check_given_model(model: Any, s: Any, keys: Sequence[str], function: str) -> None:
     """A model given to ``function`` as ``gan=`` must have been built with the settings' values of
     ``keys``: they decide what the step computes and go into ``run.json``."""
